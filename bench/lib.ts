@@ -1,0 +1,87 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
+import { fileURLToPath, pathToFileURL } from 'node:url'
+import autocannon, { type Options } from 'autocannon'
+
+export const root = join(dirname(fileURLToPath(import.meta.url)), '..')
+export const duration = Number(process.env.BENCH_DURATION ?? 10)
+export const connections = Number(process.env.BENCH_CONNECTIONS ?? 50)
+
+export interface Measured {
+  requestsPerSecond: number
+  latencyP50Ms: number
+  latencyP99Ms: number
+  non2xx: number
+  errors: number
+}
+
+export interface Started {
+  url: string
+  child: ChildProcess
+  output: () => string
+  stop: () => Promise<void>
+}
+
+const tsxLoader = pathToFileURL(join(root, 'node_modules/tsx/dist/loader.mjs')).href
+
+/** Starts a process and waits until `pattern` (with the port or URL in group 1) appears in its output. */
+async function startProcess (args: string[], pattern: RegExp, env: NodeJS.ProcessEnv, cwd: string): Promise<Started> {
+  const child = spawn(process.execPath, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] })
+  let output = ''
+  child.stdout!.on('data', (c: Buffer) => { output += c.toString() })
+  child.stderr!.on('data', (c: Buffer) => { output += c.toString() })
+  const deadline = Date.now() + 120000
+  let match: RegExpExecArray | null = null
+  while (Date.now() < deadline && match === null && child.exitCode === null) {
+    match = pattern.exec(output)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  if (match === null) {
+    child.kill('SIGKILL')
+    throw new Error(`process did not start:\n${output}`)
+  }
+  const url = match[1]!.startsWith('http') ? match[1]! : `http://127.0.0.1:${match[1]}`
+  return {
+    url,
+    child,
+    output: () => output,
+    stop: async () => {
+      if (child.exitCode !== null) return
+      const exited = once(child, 'exit')
+      child.kill('SIGTERM')
+      await exited
+    }
+  }
+}
+
+export function startHello (): Promise<Started> {
+  return startProcess(['--import', tsxLoader, join(root, 'bench/hello.ts')], /listening (\d+)/, process.env, root)
+}
+
+/** The real server (compiled build, embedded Redis + MongoDB-wire in a temp dir). */
+export async function startParley (extraEnv: NodeJS.ProcessEnv = {}): Promise<Started> {
+  const cwd = await mkdtemp(join(tmpdir(), 'parley-bench-'))
+  const env: NodeJS.ProcessEnv = { ...process.env, PORT: '0', LOG_LEVEL: 'warn', NODE_ENV: 'development', ...extraEnv }
+  delete env.MONGODB_URI
+  delete env.REDIS_URL
+  // server.ts prints "[parley] listening at URL" whatever the log level.
+  const started = await startProcess([join(root, 'dist/server.js')], /\[parley\] listening at (http:\/\/127\.0\.0\.1:\d+)/, env, cwd)
+  const stop = started.stop
+  return { ...started, stop: async () => { await stop(); await rm(cwd, { recursive: true, force: true }) } }
+}
+
+export async function measure (opts: Options): Promise<Measured> {
+  const result = await autocannon({ connections, duration, ...opts })
+  return {
+    requestsPerSecond: Math.round(result.requests.average),
+    latencyP50Ms: result.latency.p50,
+    latencyP99Ms: result.latency.p99,
+    non2xx: result.non2xx,
+    errors: result.errors
+  }
+}
+
+export const ratio = (a: number, b: number): number => Math.round((a / b) * 1000) / 1000

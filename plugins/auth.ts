@@ -1,0 +1,95 @@
+import fp from 'fastify-plugin'
+import cookie from '@fastify/cookie'
+import jwt from '@fastify/jwt'
+import createError from '@fastify/error'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+
+export interface AccessClaims {
+  sub: string
+  sid: string
+  typ: 'access'
+}
+
+declare module '@fastify/jwt' {
+  interface FastifyJWT {
+    payload: AccessClaims
+    user: { id: string, sessionId: string }
+  }
+}
+
+export interface CookieNames {
+  access: string
+  refresh: string
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** preHandler: a valid access token of a live session, from Bearer header or cookie. */
+    authenticate: (request: FastifyRequest, reply: FastifyReply) => Promise<void>
+    /** preHandler: refuses a cookie-carrying unsafe request from another site. */
+    sameOriginGuard: (request: FastifyRequest, reply: FastifyReply) => Promise<void>
+    cookieNames: CookieNames
+  }
+}
+
+export const Unauthorized = createError('UNAUTHORIZED', 'Authentication required', 401)
+export const InvalidToken = createError('INVALID_TOKEN', 'The access token is invalid or expired', 401)
+export const SessionRevoked = createError('SESSION_REVOKED', 'This session has ended; sign in again', 401)
+export const CrossSiteRejected = createError('CSRF_REJECTED', 'Cross-site request refused', 403)
+
+export const sessionKey = (sessionId: string): string => `sess:${sessionId}`
+
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS'])
+
+export default fp(async (fastify) => {
+  const { JWT_SECRET, JWT_ISSUER, JWT_AUDIENCE, ACCESS_TOKEN_TTL_S, COOKIE_SECURE, corsOrigins } = fastify.config
+  // `__Host-` needs Secure and Path=/; the refresh cookie is path-limited, so it
+  // can only be `__Secure-`.
+  const cookieNames: CookieNames = COOKIE_SECURE
+    ? { access: '__Host-access_token', refresh: '__Secure-refresh_token' }
+    : { access: 'access_token', refresh: 'refresh_token' }
+
+  await fastify.register(cookie)
+  await fastify.register(jwt, {
+    secret: JWT_SECRET,
+    sign: { algorithm: 'HS256', iss: JWT_ISSUER, aud: JWT_AUDIENCE, expiresIn: ACCESS_TOKEN_TTL_S },
+    verify: { algorithms: ['HS256'], allowedIss: JWT_ISSUER, allowedAud: JWT_AUDIENCE },
+    cookie: { cookieName: cookieNames.access, signed: false },
+    formatUser: (claims) => ({ id: claims.sub, sessionId: claims.sid })
+  })
+
+  const trustedOrigins = new Set(corsOrigins)
+  const sameOriginGuard = async (request: FastifyRequest): Promise<void> => {
+    if (SAFE_METHODS.has(request.method)) return
+    // Bearer clients are not exposed to CSRF: a browser never adds that header by itself.
+    if (request.headers.authorization !== undefined) return
+    const hasAuthCookie = request.cookies[cookieNames.access] !== undefined || request.cookies[cookieNames.refresh] !== undefined
+    if (!hasAuthCookie) return
+    if (request.headers['sec-fetch-site'] === 'cross-site') throw new CrossSiteRejected()
+    const origin = request.headers.origin
+    if (origin === undefined) return
+    const host = request.headers.host
+    const sameOrigin = host !== undefined && (origin === `http://${host}` || origin === `https://${host}`)
+    if (!sameOrigin && !trustedOrigins.has(origin)) throw new CrossSiteRejected()
+  }
+
+  const authenticate = async (request: FastifyRequest): Promise<void> => {
+    const authorization = request.headers.authorization
+    if (authorization === undefined && request.cookies[cookieNames.access] === undefined) throw new Unauthorized()
+    if (authorization !== undefined && !/^Bearer [\w-]+\.[\w-]+\.[\w-]+$/.test(authorization)) throw new InvalidToken()
+    let claims: AccessClaims
+    try {
+      claims = await request.jwtVerify<AccessClaims>()
+    } catch {
+      throw new InvalidToken()
+    }
+    if (claims.typ !== 'access' || typeof claims.sid !== 'string' || typeof claims.sub !== 'string') throw new InvalidToken()
+    // Revocation is immediate: the session must still exist in Redis.
+    if (await fastify.redis.exists(sessionKey(claims.sid)) === 0) throw new SessionRevoked()
+    await sameOriginGuard(request)
+  }
+
+  fastify.decorate('cookieNames', cookieNames)
+  fastify.decorate('sameOriginGuard', sameOriginGuard)
+  fastify.decorate('authenticate', authenticate)
+}, { name: 'auth', dependencies: ['config', 'redis', 'errors'] })

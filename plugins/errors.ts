@@ -1,0 +1,61 @@
+import fp from 'fastify-plugin'
+import { STATUS_CODES } from 'node:http'
+import type { FastifyError } from 'fastify'
+import { ErrorResponse } from '../schemas/common.js'
+
+// Fastify's own error codes mapped onto the API's stable codes.
+const frameworkCodes: Record<string, string> = {
+  FST_ERR_VALIDATION: 'VALIDATION_ERROR',
+  FST_ERR_CTP_INVALID_JSON_BODY: 'INVALID_JSON',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'INVALID_JSON',
+  FST_ERR_CTP_BODY_TOO_LARGE: 'BODY_TOO_LARGE',
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'INVALID_CONTENT_LENGTH',
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'UNSUPPORTED_MEDIA_TYPE',
+  FST_ERR_CTP_INVALID_TYPE: 'UNSUPPORTED_MEDIA_TYPE',
+  FST_REQ_FILE_TOO_LARGE: 'UPLOAD_TOO_LARGE',
+  FST_FILES_LIMIT: 'TOO_MANY_FILES',
+  FST_PARTS_LIMIT: 'TOO_MANY_PARTS',
+  FST_FIELDS_LIMIT: 'TOO_MANY_FIELDS',
+  FST_INVALID_MULTIPART_CONTENT_TYPE: 'UNSUPPORTED_MEDIA_TYPE',
+  FST_UNDER_PRESSURE: 'SERVICE_UNAVAILABLE',
+  FST_ERR_NOT_FOUND: 'ROUTE_NOT_FOUND',
+  FST_ERR_BAD_URL: 'BAD_URL',
+  FST_ERR_ASYNC_CONSTRAINT: 'BAD_REQUEST'
+}
+
+function stableCode (error: FastifyError, statusCode: number): string {
+  if (error.code && frameworkCodes[error.code]) return frameworkCodes[error.code]!
+  if (error.validation) return 'VALIDATION_ERROR'
+  // JSON.parse errors thrown by the body parser carry no code of their own.
+  if (error instanceof SyntaxError && statusCode === 400) return 'INVALID_JSON'
+  if (statusCode === 429) return 'RATE_LIMITED'
+  if (error.code && /^[A-Z][A-Z0-9_]+$/.test(error.code) && !error.code.startsWith('FST_')) return error.code
+  return (STATUS_CODES[statusCode] ?? 'ERROR').toUpperCase().replace(/[^A-Z0-9]+/g, '_')
+}
+
+export default fp(async (fastify) => {
+  fastify.addSchema(ErrorResponse)
+
+  fastify.setErrorHandler((error: FastifyError, request, reply) => {
+    const statusCode = error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500
+    if (statusCode >= 500) {
+      // Details stay in the log, under this request's id.
+      request.log.error({ err: error }, 'request failed')
+      if (statusCode === 503 && error.code === 'FST_UNDER_PRESSURE') {
+        return reply.code(503).send({ statusCode, code: 'SERVICE_UNAVAILABLE', error: STATUS_CODES[503], message: 'The server is under pressure; retry shortly' })
+      }
+      return reply.code(statusCode).send({ statusCode, code: statusCode === 503 ? 'SERVICE_UNAVAILABLE' : 'INTERNAL_ERROR', error: STATUS_CODES[statusCode], message: 'Internal Server Error' })
+    }
+    if (statusCode !== 404 && statusCode !== 401) request.log.info({ code: error.code, message: error.message }, 'request rejected')
+    return reply.code(statusCode).send({
+      statusCode,
+      code: stableCode(error, statusCode),
+      error: STATUS_CODES[statusCode] ?? 'Error',
+      message: error.message
+    })
+  })
+
+  fastify.setNotFoundHandler((request, reply) => {
+    return reply.code(404).send({ statusCode: 404, code: 'ROUTE_NOT_FOUND', error: 'Not Found', message: `Route ${request.method} ${request.url.split('?')[0]} not found` })
+  })
+}, { name: 'errors', dependencies: ['config'] })

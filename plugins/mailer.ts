@@ -1,0 +1,60 @@
+import fp from 'fastify-plugin'
+import type { JobsOptions, Queue, Worker } from 'bullmq'
+import { createEmailQueue, createEmailWorker, createMailTransport, type EmailJob } from '../services/mail.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    mailer: {
+      /**
+       * Queues a mail. `jobId` makes it idempotent: the same id is queued and sent once.
+       */
+      enqueue: (jobId: string, mail: EmailJob, options?: JobsOptions) => Promise<void>
+      queue: Queue<EmailJob>
+      worker: Worker<EmailJob> | undefined
+    }
+  }
+}
+
+export default fp(async (fastify) => {
+  const { REDIS_PREFIX, SMTP_URL, MAIL_CAPTURE_DIR, MAIL_FROM, EMAIL_WORKER, EMAIL_ATTEMPTS, EMAIL_BACKOFF_MS } = fastify.config
+  const prefix = `${REDIS_PREFIX}:bull`
+  const queue = createEmailQueue({
+    connection: fastify.redisConnection('email-queue', { maxRetriesPerRequest: 3 }),
+    prefix,
+    attempts: EMAIL_ATTEMPTS,
+    backoffMs: EMAIL_BACKOFF_MS
+  })
+  queue.on('error', (err) => fastify.log.warn({ err }, 'email queue error'))
+
+  let worker: Worker<EmailJob> | undefined
+  let closeTransport = (): void => {}
+  if (EMAIL_WORKER) {
+    const transport = createMailTransport(SMTP_URL, MAIL_CAPTURE_DIR)
+    closeTransport = transport.close
+    worker = createEmailWorker({
+      connection: fastify.redisConnection('email-worker', { maxRetriesPerRequest: null }),
+      prefix,
+      transport,
+      from: MAIL_FROM,
+      redis: fastify.redis,
+      log: fastify.log.child({ component: 'email-worker' })
+    })
+    fastify.log.info(`email worker running in-process; mail goes to ${transport.describe}`)
+  }
+
+  fastify.decorate('mailer', {
+    enqueue: async (jobId: string, mail: EmailJob, options: JobsOptions = {}) => {
+      await queue.add('send', mail, { ...options, jobId })
+    },
+    queue,
+    worker
+  })
+
+  // Runs before the redis plugin's own onClose (hooks run in reverse order of
+  // registration), so the worker can finish the job in hand first.
+  fastify.addHook('onClose', async () => {
+    await worker?.close()
+    await queue.close()
+    closeTransport()
+  })
+}, { name: 'mailer', dependencies: ['config', 'redis'] })

@@ -1,0 +1,37 @@
+import { Type, type Static, type TUnsafe } from '@sinclair/typebox'
+
+// The one error shape of the whole API (Fastify's own).
+export const ErrorResponse = Type.Object({
+  statusCode: Type.Integer({ examples: [400] }),
+  code: Type.String({ description: 'Stable, machine-readable error code', examples: ['VALIDATION_ERROR'] }),
+  error: Type.String({ examples: ['Bad Request'] }),
+  message: Type.String({ examples: ['body/email must match format "email"'] })
+}, { $id: 'ErrorResponse', title: 'Error' })
+
+export type ErrorBody = Static<typeof ErrorResponse>
+
+const errorDescriptions: Record<number, string> = {
+  400: 'Invalid request (code VALIDATION_ERROR, INVALID_JSON or a route-specific code)',
+  401: 'Not signed in, or the token is invalid, expired or revoked',
+  403: 'Signed in but not allowed',
+  404: 'Not found',
+  409: 'Conflict',
+  413: 'Body or upload too large (BODY_TOO_LARGE)',
+  415: 'Unsupported content type (UNSUPPORTED_MEDIA_TYPE)',
+  429: 'Rate limited (RATE_LIMITED); see the retry-after header',
+  500: 'Internal error (INTERNAL_ERROR); details are in the server log under the request id',
+  503: 'Temporarily unavailable'
+}
+
+/** Response schemas for the given error statuses, all in the one error shape. */
+export function errorResponses<S extends number> (...statuses: S[]): Record<S, TUnsafe<ErrorBody>> {
+  const out = {} as Record<S, TUnsafe<ErrorBody>>
+  for (const status of statuses) {
+    // A reference to the shared schema (added by plugins/errors.ts), typed as its static shape.
+    out[status] = Type.Unsafe<ErrorBody>({ $ref: 'ErrorResponse#', description: errorDescriptions[status] ?? 'Error' })
+  }
+  return out
+}
+
+/** Errors any route with a JSON body can answer. */
+export const bodyErrors = [400, 413, 415, 429, 500] as const

@@ -1,0 +1,113 @@
+import { randomBytes } from 'node:crypto'
+import { Type, type Static } from '@sinclair/typebox'
+import envSchema from 'env-schema'
+
+// Every setting the app reads. The TypeScript type below is derived from this
+// schema, so the two cannot drift apart.
+export const ConfigSchema = Type.Object({
+  NODE_ENV: Type.Union([Type.Literal('development'), Type.Literal('production'), Type.Literal('test')], { default: 'development' }),
+  HOST: Type.String({ default: '127.0.0.1', minLength: 1 }),
+  PORT: Type.Integer({ default: 3000, minimum: 0, maximum: 65535 }),
+  LOG_LEVEL: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), { default: 'info' }),
+  TRUST_PROXY: Type.Boolean({ default: false, description: 'Trust X-Forwarded-* headers (behind a load balancer)' }),
+
+  MONGODB_URI: Type.String({ pattern: '^mongodb(\\+srv)?://', description: 'MongoDB connection string' }),
+  MONGODB_DB: Type.String({ default: 'parley', pattern: '^[A-Za-z0-9_-]{1,63}$' }),
+  REDIS_URL: Type.String({ pattern: '^rediss?://', description: 'Redis connection string' }),
+  REDIS_PREFIX: Type.String({ default: 'parley', pattern: '^[A-Za-z0-9_.-]{1,64}$', description: 'Prefix for every Redis key, queue and channel' }),
+
+  SMTP_URL: Type.Optional(Type.String({ pattern: '^smtps?://' })),
+  MAIL_FROM: Type.String({ default: 'Parley <no-reply@parley.local>', minLength: 3 }),
+  MAIL_CAPTURE_DIR: Type.String({ default: '.data/mail', description: 'Where mail is written as .eml files when SMTP_URL is unset (development only)' }),
+  EMAIL_WORKER: Type.Boolean({ default: true, description: 'Run the email worker inside the API process' }),
+  EMAIL_ATTEMPTS: Type.Integer({ default: 5, minimum: 3, maximum: 20 }),
+  EMAIL_BACKOFF_MS: Type.Integer({ default: 2000, minimum: 10, maximum: 600000 }),
+
+  JWT_SECRET: Type.Optional(Type.String({ minLength: 32, description: 'HS256 key for access tokens (at least 256 bits)' })),
+  HASH_SECRET: Type.Optional(Type.String({ minLength: 32, description: 'HMAC key for stored refresh-token and one-time-code hashes' })),
+  ACCESS_TOKEN_TTL_S: Type.Integer({ default: 900, minimum: 30, maximum: 3600 }),
+  REFRESH_TOKEN_TTL_S: Type.Integer({ default: 7 * 24 * 3600, minimum: 60, maximum: 90 * 24 * 3600 }),
+  SESSION_MAX_AGE_S: Type.Integer({ default: 30 * 24 * 3600, minimum: 60, maximum: 365 * 24 * 3600, description: 'Absolute session lifetime, however often it is refreshed' }),
+  JWT_ISSUER: Type.String({ default: 'parley', minLength: 1 }),
+  JWT_AUDIENCE: Type.String({ default: 'parley-api', minLength: 1 }),
+  COOKIE_SECURE: Type.Optional(Type.Boolean({ description: 'Secure, __Host- cookies; default true in production' })),
+
+  CORS_ORIGINS: Type.String({ default: '', description: 'Comma-separated list of allowed browser origins' }),
+  BODY_LIMIT: Type.Integer({ default: 1048576, minimum: 1024, maximum: 104857600 }),
+  UPLOAD_MAX_BYTES: Type.Integer({ default: 5242880, minimum: 1024, maximum: 104857600 }),
+  RATE_LIMIT_MAX: Type.Integer({ default: 300, minimum: 1, description: 'Requests per IP per minute on rate-limited routes' }),
+  MAX_EVENT_LOOP_DELAY_MS: Type.Integer({ default: 1000, minimum: 0, description: '503 when the event loop lags more than this (0 disables)' })
+}, { additionalProperties: false })
+
+export type Config = Static<typeof ConfigSchema>
+
+// What the app actually runs with: secrets are always present, lists parsed.
+export interface ResolvedConfig extends Omit<Config, 'JWT_SECRET' | 'HASH_SECRET' | 'COOKIE_SECURE'> {
+  JWT_SECRET: string
+  HASH_SECRET: string
+  COOKIE_SECURE: boolean
+  corsOrigins: string[]
+}
+
+export type ConfigInput = { [K in keyof Config]?: Config[K] | string }
+
+const knownKeys = new Set(Object.keys(ConfigSchema.properties))
+
+export class ConfigError extends Error {
+  override name = 'ConfigError'
+}
+
+/**
+ * Validates the environment (plus explicit overrides, as tests pass them) and
+ * throws a ConfigError that names every bad value.
+ */
+export function loadConfig (overrides: ConfigInput = {}, env: NodeJS.ProcessEnv = process.env): ResolvedConfig {
+  const unknown = Object.keys(overrides).filter((k) => !knownKeys.has(k))
+  if (unknown.length > 0) throw new ConfigError(`Unknown configuration keys: ${unknown.join(', ')}`)
+
+  const fromEnv: Record<string, unknown> = {}
+  for (const key of knownKeys) {
+    const value = env[key]
+    if (value !== undefined && value !== '') fromEnv[key] = value
+  }
+  for (const [key, value] of Object.entries(overrides)) {
+    if (value !== undefined) fromEnv[key] = value
+  }
+
+  let config: Config
+  try {
+    config = envSchema<Config>({ schema: ConfigSchema, data: fromEnv, env: false, dotenv: false })
+  } catch (err) {
+    throw new ConfigError(`Invalid configuration: ${(err as Error).message}`)
+  }
+
+  const production = config.NODE_ENV === 'production'
+  for (const key of ['JWT_SECRET', 'HASH_SECRET'] as const) {
+    if (production && config[key] === undefined) throw new ConfigError(`${key} is required in production (at least 32 characters)`)
+  }
+  if (config.JWT_SECRET !== undefined && config.JWT_SECRET === config.HASH_SECRET) {
+    throw new ConfigError('JWT_SECRET and HASH_SECRET must differ')
+  }
+  if (production && config.SMTP_URL === undefined) throw new ConfigError('SMTP_URL is required in production')
+
+  const corsOrigins = config.CORS_ORIGINS.split(',').map((o) => o.trim()).filter(Boolean)
+  for (const origin of corsOrigins) {
+    let parsed: URL
+    try {
+      parsed = new URL(origin)
+    } catch {
+      throw new ConfigError(`CORS_ORIGINS: "${origin}" is not a URL origin`)
+    }
+    if (parsed.origin !== origin) throw new ConfigError(`CORS_ORIGINS: "${origin}" must be a bare origin such as ${parsed.origin}`)
+  }
+
+  return {
+    ...config,
+    // Outside production a missing secret is generated per process: tokens then
+    // do not survive a restart, which is fine for a laptop and impossible in prod.
+    JWT_SECRET: config.JWT_SECRET ?? randomBytes(32).toString('base64url'),
+    HASH_SECRET: config.HASH_SECRET ?? randomBytes(32).toString('base64url'),
+    COOKIE_SECURE: config.COOKIE_SECURE ?? production,
+    corsOrigins
+  }
+}

@@ -1,0 +1,263 @@
+// Starts the servers Parley needs when none were configured: a redis-server and
+// a MongoDB-wire server (mongod if installed, otherwise FerretDB on SQLite), each
+// on a free loopback port, each stopped with us — also when we die without
+// cleaning up, through a watchdog that outlives us by at most a second.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { access, constants, mkdir, mkdtemp, rm } from 'node:fs/promises'
+import { createServer, connect } from 'node:net'
+import { tmpdir } from 'node:os'
+import { delimiter, dirname, join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+export const FERRETDB_VERSION = 'v1.24.2'
+const projectRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..')
+
+export interface EmbeddedServer {
+  name: string
+  url: string
+  port: number
+  pid: number
+  stop: () => Promise<void>
+}
+
+type Log = (message: string) => void
+
+export async function freePort (): Promise<number> {
+  const server = createServer()
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const address = server.address()
+  server.close()
+  await once(server, 'close')
+  if (address === null || typeof address === 'string') throw new Error('could not allocate a port')
+  return address.port
+}
+
+async function isExecutable (file: string): Promise<boolean> {
+  try {
+    await access(file, constants.X_OK)
+    return true
+  } catch {
+    return false
+  }
+}
+
+async function which (command: string, extraDirs: string[] = []): Promise<string | undefined> {
+  const dirs = [...(process.env.PATH ?? '').split(delimiter), ...extraDirs].filter(Boolean)
+  for (const dir of dirs) {
+    const candidate = join(dir, command)
+    if (await isExecutable(candidate)) return candidate
+  }
+  return undefined
+}
+
+function goBinDirs (): string[] {
+  const dirs: string[] = []
+  if (process.env.GOBIN) dirs.push(process.env.GOBIN)
+  const goPath = spawnSync('go', ['env', 'GOPATH'], { encoding: 'utf8' })
+  if (goPath.status === 0 && goPath.stdout.trim() !== '') dirs.push(join(goPath.stdout.trim().split(delimiter)[0]!, 'bin'))
+  if (process.env.HOME) dirs.push(join(process.env.HOME, 'go', 'bin'))
+  return dirs
+}
+
+function run (command: string, args: string[], log: Log): boolean {
+  log(`$ ${command} ${args.join(' ')}`)
+  const result = spawnSync(command, args, { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } })
+  return result.status === 0
+}
+
+async function ensureRedisServer (log: Log): Promise<string> {
+  const found = await which('redis-server')
+  if (found) return found
+  const isRoot = process.getuid?.() === 0
+  if (isRoot && await which('apt-get')) {
+    log('redis-server not found: installing it from the Debian packages')
+    if (!run('apt-get', ['install', '-y', '-qq', 'redis-server'], log)) {
+      run('apt-get', ['update', '-qq'], log)
+      run('apt-get', ['install', '-y', '-qq', 'redis-server'], log)
+    }
+    const installed = await which('redis-server')
+    if (installed) return installed
+  }
+  throw new Error('redis-server is not installed. Install it (Debian/Ubuntu: `sudo apt-get install redis-server`, macOS: `brew install redis`), ' +
+    'set REDIS_URL to a running Redis, or run `docker compose up`.')
+}
+
+async function ensureFerretDb (log: Log): Promise<string> {
+  const found = await which('ferretdb', goBinDirs())
+  if (found) return found
+  if (!await which('go')) {
+    throw new Error('No MongoDB-wire server found: neither `mongod` nor `ferretdb` is installed, and Go is not available to build FerretDB. ' +
+      `Install MongoDB 7, or Go and then \`go install github.com/FerretDB/FerretDB/cmd/ferretdb@${FERRETDB_VERSION}\`, ` +
+      'set MONGODB_URI to a running server, or run `docker compose up`.')
+  }
+  log(`ferretdb not found: building FerretDB ${FERRETDB_VERSION} with the Go toolchain (a minute or two, once)`)
+  if (!run('bash', [join(projectRoot, 'scripts', 'install-ferretdb.sh'), FERRETDB_VERSION], log)) {
+    throw new Error('Building FerretDB failed (see the output above). Install MongoDB 7 or FerretDB 1.24 yourself, set MONGODB_URI, or run `docker compose up`.')
+  }
+  const installed = await which('ferretdb', goBinDirs())
+  if (!installed) throw new Error('FerretDB was built but the ferretdb binary is not in GOBIN / GOPATH/bin')
+  return installed
+}
+
+// Kills `child` if this process goes away without stopping it (SIGKILL, crash).
+function watchdog (child: ChildProcess): ChildProcess {
+  const script = `while kill -0 ${process.pid} 2>/dev/null && kill -0 ${child.pid} 2>/dev/null; do sleep 1; done; kill -TERM ${child.pid} 2>/dev/null; sleep 5; kill -KILL ${child.pid} 2>/dev/null; exit 0`
+  const dog = spawn('sh', ['-c', script], { stdio: 'ignore', detached: true })
+  dog.unref()
+  return dog
+}
+
+async function waitFor (check: () => Promise<boolean>, child: ChildProcess, name: string, output: () => string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`${name} exited during start-up (code ${child.exitCode ?? child.signalCode}):\n${output()}`)
+    }
+    if (await check()) return
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  child.kill('SIGKILL')
+  throw new Error(`${name} did not become ready within ${timeoutMs} ms:\n${output()}`)
+}
+
+function tcpProbe (port: number, payload: string | undefined, expect: string | undefined): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ port, host: '127.0.0.1' })
+    let data = ''
+    const done = (ok: boolean): void => { socket.destroy(); resolve(ok) }
+    socket.setTimeout(1000, () => done(false))
+    socket.on('error', () => done(false))
+    socket.on('connect', () => {
+      if (payload === undefined) return done(true)
+      socket.write(payload)
+    })
+    socket.on('data', (chunk) => {
+      data += chunk.toString()
+      if (expect !== undefined && data.includes(expect)) done(true)
+    })
+  })
+}
+
+function startProcess (name: string, command: string, args: string[], port: number, url: string, ready: () => Promise<boolean>, timeoutMs: number): Promise<EmbeddedServer> {
+  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+  let output = ''
+  const collect = (chunk: Buffer): void => { output = (output + chunk.toString()).slice(-8000) }
+  child.stdout?.on('data', collect)
+  child.stderr?.on('data', collect)
+  const dog = watchdog(child)
+
+  let stopping: Promise<void> | undefined
+  const stop = (): Promise<void> => {
+    stopping ??= (async () => {
+      if (child.exitCode === null && child.signalCode === null) {
+        const exited = once(child, 'exit')
+        child.kill('SIGTERM')
+        const timer = setTimeout(() => child.kill('SIGKILL'), 5000)
+        await exited
+        clearTimeout(timer)
+      }
+      try { process.kill(dog.pid!, 'SIGKILL') } catch { /* the watchdog already left */ }
+    })()
+    return stopping
+  }
+
+  return waitFor(ready, child, name, () => output, timeoutMs)
+    .then(() => ({ name, url, port, pid: child.pid!, stop }))
+    .catch(async (err: unknown) => { await stop(); throw err })
+}
+
+export interface RedisOptions {
+  dataDir?: string
+  port?: number
+  log?: Log
+}
+
+export async function startRedis ({ dataDir, port, log = () => {} }: RedisOptions = {}): Promise<EmbeddedServer> {
+  const binary = await ensureRedisServer(log)
+  const listenPort = port ?? await freePort()
+  const args = ['--port', String(listenPort), '--bind', '127.0.0.1', '--protected-mode', 'yes', '--daemonize', 'no', '--loglevel', 'warning']
+  if (dataDir) {
+    await mkdir(dataDir, { recursive: true })
+    args.push('--dir', dataDir, '--appendonly', 'yes', '--save', '')
+  } else {
+    args.push('--save', '', '--appendonly', 'no')
+  }
+  return startProcess('redis-server', binary, args, listenPort, `redis://127.0.0.1:${listenPort}`,
+    () => tcpProbe(listenPort, 'PING\r\n', '+PONG'), 15000)
+}
+
+export interface MongoOptions {
+  dataDir: string
+  port?: number
+  log?: Log
+}
+
+export async function startMongo ({ dataDir, port: wantedPort, log = () => {} }: MongoOptions): Promise<EmbeddedServer> {
+  const port = wantedPort ?? await freePort()
+  const url = `mongodb://127.0.0.1:${port}/`
+  const mongod = await which('mongod')
+  if (mongod) {
+    const dbPath = join(dataDir, 'mongod')
+    await mkdir(dbPath, { recursive: true })
+    return startProcess('mongod', mongod, ['--port', String(port), '--bind_ip', '127.0.0.1', '--dbpath', dbPath, '--quiet'],
+      port, url, () => tcpProbe(port, undefined, undefined), 60000)
+  }
+  const ferretdb = await ensureFerretDb(log)
+  const sqliteDir = join(dataDir, 'ferretdb')
+  const stateDir = join(dataDir, 'ferretdb-state')
+  await mkdir(sqliteDir, { recursive: true })
+  await mkdir(stateDir, { recursive: true })
+  return startProcess('ferretdb', ferretdb, [
+    '--handler=sqlite', `--sqlite-url=file:${sqliteDir}/`, `--state-dir=${stateDir}`,
+    `--listen-addr=127.0.0.1:${port}`, '--telemetry=disable', '--debug-addr=-', '--log-level=warn'
+  ], port, url, () => tcpProbe(port, undefined, undefined), 30000)
+}
+
+export interface EmbeddedEnvironment {
+  MONGODB_URI: string
+  REDIS_URL: string
+  servers: EmbeddedServer[]
+  stop: () => Promise<void>
+}
+
+/**
+ * Provides MONGODB_URI and REDIS_URL: the ones in `env` when set, otherwise
+ * servers started here. `persistentDir` keeps data (npm start); without it a
+ * temp dir is used and removed on stop (tests).
+ */
+export async function provideServers (env: NodeJS.ProcessEnv, { persistentDir, log = () => {} }: { persistentDir?: string, log?: Log } = {}): Promise<EmbeddedEnvironment> {
+  const servers: EmbeddedServer[] = []
+  const baseDir = persistentDir ?? await mkdtemp(join(tmpdir(), 'parley-'))
+  const stop = async (): Promise<void> => {
+    await Promise.allSettled(servers.map((s) => s.stop()))
+    if (!persistentDir) await rm(baseDir, { recursive: true, force: true })
+  }
+  try {
+    let redisUrl = env.REDIS_URL
+    let mongoUri = env.MONGODB_URI
+    const started = Date.now()
+    const [redisResult, mongoResult] = await Promise.allSettled([
+      redisUrl ? undefined : startRedis({ dataDir: persistentDir ? join(baseDir, 'redis') : undefined, log }),
+      mongoUri ? undefined : startMongo({ dataDir: baseDir, log })
+    ])
+    // Keep whatever did start before reporting a failure, so stop() can end it.
+    for (const result of [redisResult, mongoResult]) {
+      if (result.status === 'fulfilled' && result.value) servers.push(result.value)
+    }
+    for (const result of [redisResult, mongoResult]) {
+      if (result.status === 'rejected') throw result.reason
+    }
+    const redis = redisResult.status === 'fulfilled' ? redisResult.value : undefined
+    const mongo = mongoResult.status === 'fulfilled' ? mongoResult.value : undefined
+    for (const server of servers) log(`started ${server.name} (pid ${server.pid}) at ${server.url}, data in ${baseDir}`)
+    if (servers.length > 0) log(`embedded servers ready in ${Date.now() - started} ms`)
+    redisUrl ??= redis!.url
+    mongoUri ??= mongo!.url
+    return { MONGODB_URI: mongoUri, REDIS_URL: redisUrl, servers, stop }
+  } catch (err) {
+    await stop()
+    throw err
+  }
+}

@@ -1,0 +1,49 @@
+import t from 'tap'
+import { buildApp } from '../app.js'
+import { loadConfig } from '../schemas/config.js'
+
+const base = { MONGODB_URI: 'mongodb://127.0.0.1:1/', REDIS_URL: 'redis://127.0.0.1:1' }
+
+t.test('defaults apply and the type is derived from the schema', async (t) => {
+  const config = loadConfig(base, {})
+  t.equal(config.PORT, 3000)
+  t.equal(config.NODE_ENV, 'development')
+  t.equal(config.COOKIE_SECURE, false)
+  t.ok(config.JWT_SECRET.length >= 32, 'a development secret is generated')
+  t.same(config.corsOrigins, [])
+})
+
+t.test('environment strings are coerced and validated', async (t) => {
+  const config = loadConfig({}, { ...base, PORT: '8080', EMAIL_WORKER: 'false', CORS_ORIGINS: 'https://a.example, http://localhost:5173' })
+  t.equal(config.PORT, 8080)
+  t.equal(config.EMAIL_WORKER, false)
+  t.same(config.corsOrigins, ['https://a.example', 'http://localhost:5173'])
+})
+
+t.test('bad values stop boot with a message naming them', async (t) => {
+  t.throws(() => loadConfig({ ...base, PORT: 'eighty' }, {}), /PORT/)
+  t.throws(() => loadConfig({ ...base, PORT: 70000 }, {}), /PORT/)
+  t.throws(() => loadConfig({ ...base, MONGODB_URI: 'http://db' }, {}), /MONGODB_URI/)
+  t.throws(() => loadConfig({ REDIS_URL: base.REDIS_URL }, {}), /MONGODB_URI/, 'required value missing')
+  t.throws(() => loadConfig({ ...base, LOG_LEVEL: 'loud' }, {}), /LOG_LEVEL/)
+  t.throws(() => loadConfig({ ...base, JWT_SECRET: 'short' }, {}), /JWT_SECRET/)
+  t.throws(() => loadConfig({ ...base, CORS_ORIGINS: 'https://a.example/path' }, {}), /CORS_ORIGINS/)
+  t.throws(() => loadConfig({ ...base, CORS_ORIGINS: 'not a url' }, {}), /CORS_ORIGINS/)
+})
+
+t.test('unknown keys are refused', async (t) => {
+  t.throws(() => loadConfig({ ...base, MONGO_URL: 'x' } as never, {}), /Unknown configuration keys: MONGO_URL/)
+})
+
+t.test('production demands real secrets and SMTP', async (t) => {
+  const secret = 'x'.repeat(40)
+  t.throws(() => loadConfig({ ...base, NODE_ENV: 'production' }, {}), /JWT_SECRET is required/)
+  t.throws(() => loadConfig({ ...base, NODE_ENV: 'production', JWT_SECRET: secret, HASH_SECRET: secret, SMTP_URL: 'smtp://m' }, {}), /must differ/)
+  t.throws(() => loadConfig({ ...base, NODE_ENV: 'production', JWT_SECRET: secret, HASH_SECRET: 'y'.repeat(40) }, {}), /SMTP_URL/)
+  const config = loadConfig({ ...base, NODE_ENV: 'production', JWT_SECRET: secret, HASH_SECRET: 'y'.repeat(40), SMTP_URL: 'smtp://m:25' }, {})
+  t.equal(config.COOKIE_SECURE, true, 'secure cookies by default in production')
+})
+
+t.test('buildApp refuses to boot on invalid configuration', async (t) => {
+  await t.rejects(buildApp({ ...base, PORT: -1 }), /PORT/)
+})
