@@ -13,7 +13,7 @@ export interface AccessClaims {
 declare module '@fastify/jwt' {
   interface FastifyJWT {
     payload: AccessClaims
-    user: { id: string, sessionId: string }
+    user: { id: string, sessionId: string, tokenType: string }
   }
 }
 
@@ -55,7 +55,7 @@ export default fp(async (fastify) => {
     sign: { algorithm: 'HS256', iss: JWT_ISSUER, aud: JWT_AUDIENCE, expiresIn: ACCESS_TOKEN_TTL_S },
     verify: { algorithms: ['HS256'], allowedIss: JWT_ISSUER, allowedAud: JWT_AUDIENCE },
     cookie: { cookieName: cookieNames.access, signed: false },
-    formatUser: (claims) => ({ id: claims.sub, sessionId: claims.sid })
+    formatUser: (claims) => ({ id: claims.sub, sessionId: claims.sid, tokenType: claims.typ })
   })
 
   const trustedOrigins = new Set(corsOrigins)
@@ -77,15 +77,16 @@ export default fp(async (fastify) => {
     const authorization = request.headers.authorization
     if (authorization === undefined && request.cookies[cookieNames.access] === undefined) throw new Unauthorized()
     if (authorization !== undefined && !/^Bearer [\w-]+\.[\w-]+\.[\w-]+$/.test(authorization)) throw new InvalidToken()
-    let claims: AccessClaims
     try {
-      claims = await request.jwtVerify<AccessClaims>()
+      // Sets request.user through formatUser below.
+      await request.jwtVerify()
     } catch {
       throw new InvalidToken()
     }
-    if (claims.typ !== 'access' || typeof claims.sid !== 'string' || typeof claims.sub !== 'string') throw new InvalidToken()
+    const { id, sessionId, tokenType } = request.user
+    if (tokenType !== 'access' || typeof sessionId !== 'string' || typeof id !== 'string') throw new InvalidToken()
     // Revocation is immediate: the session must still exist in Redis.
-    if (await fastify.redis.exists(sessionKey(claims.sid)) === 0) throw new SessionRevoked()
+    if (await fastify.redis.exists(sessionKey(sessionId)) === 0) throw new SessionRevoked()
     await sameOriginGuard(request)
   }
 

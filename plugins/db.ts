@@ -10,10 +10,13 @@ declare module 'fastify' {
 
 export default fp(async (fastify) => {
   const { MONGODB_URI, MONGODB_DB } = fastify.config
+  // Requests should fail in seconds, not the driver's default 30, while the
+  // database is unreachable; a timeout in the URI still wins.
+  const timeoutInUri = /[?&]serverSelectionTimeoutMS=/i.test(MONGODB_URI)
   const client = new MongoClient(MONGODB_URI, {
     appName: 'parley',
-    serverSelectionTimeoutMS: 5000,
-    maxPoolSize: 50
+    maxPoolSize: 50,
+    ...(timeoutInUri ? {} : { serverSelectionTimeoutMS: 5000 })
   })
   await client.connect()
   const db = client.db(MONGODB_DB)

@@ -28,8 +28,8 @@ function stableCode (error: FastifyError, statusCode: number): string {
   if (error.validation) return 'VALIDATION_ERROR'
   // JSON.parse errors thrown by the body parser carry no code of their own.
   if (error instanceof SyntaxError && statusCode === 400) return 'INVALID_JSON'
-  if (statusCode === 429) return 'RATE_LIMITED'
   if (error.code && /^[A-Z][A-Z0-9_]+$/.test(error.code) && !error.code.startsWith('FST_')) return error.code
+  if (statusCode === 429) return 'RATE_LIMITED'
   return (STATUS_CODES[statusCode] ?? 'ERROR').toUpperCase().replace(/[^A-Z0-9]+/g, '_')
 }
 
@@ -47,6 +47,8 @@ export default fp(async (fastify) => {
       return reply.code(statusCode).send({ statusCode, code: statusCode === 503 ? 'SERVICE_UNAVAILABLE' : 'INTERNAL_ERROR', error: STATUS_CODES[statusCode], message: 'Internal Server Error' })
     }
     if (statusCode !== 404 && statusCode !== 401) request.log.info({ code: error.code, message: error.message }, 'request rejected')
+    const retryAfter = (error as FastifyError & { retryAfter?: number }).retryAfter
+    if (typeof retryAfter === 'number') reply.header('retry-after', String(retryAfter))
     return reply.code(statusCode).send({
       statusCode,
       code: stableCode(error, statusCode),

@@ -36,6 +36,9 @@ export const ConfigSchema = Type.Object({
   BODY_LIMIT: Type.Integer({ default: 1048576, minimum: 1024, maximum: 104857600 }),
   UPLOAD_MAX_BYTES: Type.Integer({ default: 5242880, minimum: 1024, maximum: 104857600 }),
   RATE_LIMIT_MAX: Type.Integer({ default: 300, minimum: 1, description: 'Requests per IP per minute on rate-limited routes' }),
+  AUTH_RATE_LIMIT_MAX: Type.Integer({ default: 30, minimum: 1, description: 'Requests per IP per minute on each /api/auth route' }),
+  LOGIN_FAILURE_LIMIT: Type.Integer({ default: 10, minimum: 1, description: 'Failed sign-ins per account per 15 minutes before 429' }),
+  CODE_GUESS_LIMIT: Type.Integer({ default: 20, minimum: 1, description: 'Code guesses per email per 15 minutes before 429' }),
   MAX_EVENT_LOOP_DELAY_MS: Type.Integer({ default: 1000, minimum: 0, description: '503 when the event loop lags more than this (0 disables)' })
 }, { additionalProperties: false })
 

@@ -70,3 +70,10 @@ async function deleteKeys (url: string, pattern: string): Promise<void> {
     redis.disconnect()
   }
 }
+
+/** Keys of this app's Redis namespace matching `pattern`, without the prefix (as app.redis takes them). */
+export async function redisKeys (app: FastifyInstance, pattern: string): Promise<string[]> {
+  const prefix = `${app.config.REDIS_PREFIX}:`
+  // KEYS patterns are not prefixed by ioredis; the keys it returns are.
+  return (await app.redis.keys(`${prefix}${pattern}`)).map((key) => key.slice(prefix.length))
+}

@@ -1,0 +1,109 @@
+import { ObjectId, MongoServerError, type Collection, type Db } from 'mongodb'
+
+export interface UserDoc {
+  _id: ObjectId
+  email: string
+  username: string
+  usernameLower: string
+  displayName: string
+  displayNameLower: string
+  bio: string
+  avatarId: string | null
+  passwordHash: string
+  createdAt: Date
+  updatedAt: Date
+  passwordChangedAt: Date
+  lastSeenAt: Date | null
+}
+
+export interface PublicUser {
+  id: string
+  username: string
+  displayName: string
+  bio: string
+  avatarUrl: string | null
+  lastSeenAt: string | null
+}
+
+export interface SelfUser extends PublicUser {
+  email: string
+  createdAt: string
+}
+
+export const avatarUrl = (avatarId: string | null): string | null => avatarId ? `/api/media/${avatarId}` : null
+
+export function toPublicUser (user: UserDoc): PublicUser {
+  return {
+    id: user._id.toHexString(),
+    username: user.username,
+    displayName: user.displayName,
+    bio: user.bio,
+    avatarUrl: avatarUrl(user.avatarId),
+    lastSeenAt: user.lastSeenAt?.toISOString() ?? null
+  }
+}
+
+export function toSelfUser (user: UserDoc): SelfUser {
+  return { ...toPublicUser(user), email: user.email, createdAt: user.createdAt.toISOString() }
+}
+
+export class DuplicateUserError extends Error {
+  constructor (readonly field: 'email' | 'username') {
+    super(`${field} already taken`)
+  }
+}
+
+/** Parses a 24-hex id; anything else is simply "no such id". */
+export function parseObjectId (id: string): ObjectId | null {
+  return /^[0-9a-f]{24}$/i.test(id) ? new ObjectId(id) : null
+}
+
+export type UserService = ReturnType<typeof createUserService>
+
+export function createUserService (db: Db) {
+  const users: Collection<UserDoc> = db.collection<UserDoc>('users')
+
+  async function create (input: { email: string, username: string, passwordHash: string }): Promise<UserDoc> {
+    const now = new Date()
+    const doc: UserDoc = {
+      _id: new ObjectId(),
+      email: input.email,
+      username: input.username,
+      usernameLower: input.username.toLowerCase(),
+      displayName: input.username,
+      displayNameLower: input.username.toLowerCase(),
+      bio: '',
+      avatarId: null,
+      passwordHash: input.passwordHash,
+      createdAt: now,
+      updatedAt: now,
+      passwordChangedAt: now,
+      lastSeenAt: null
+    }
+    try {
+      await users.insertOne(doc)
+    } catch (err) {
+      if (err instanceof MongoServerError && err.code === 11000) {
+        const message = String(err.message)
+        throw new DuplicateUserError(/email/.test(message) ? 'email' : 'username')
+      }
+      throw err
+    }
+    return doc
+  }
+
+  const findById = (id: string): Promise<UserDoc | null> => {
+    const _id = parseObjectId(id)
+    return _id ? users.findOne({ _id }) : Promise.resolve(null)
+  }
+  const findByEmail = (email: string): Promise<UserDoc | null> => users.findOne({ email })
+  const findByUsername = (username: string): Promise<UserDoc | null> => users.findOne({ usernameLower: username.toLowerCase() })
+  const findByLogin = (login: string): Promise<UserDoc | null> => login.includes('@') ? findByEmail(login.toLowerCase()) : findByUsername(login)
+
+  async function setPassword (id: ObjectId, passwordHash: string): Promise<void> {
+    const now = new Date()
+    await users.updateOne({ _id: id }, { $set: { passwordHash, passwordChangedAt: now, updatedAt: now } })
+  }
+
+  return { collection: users, create, findById, findByEmail, findByUsername, findByLogin, setPassword }
+}

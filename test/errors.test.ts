@@ -1,0 +1,57 @@
+import t from 'tap'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { build } from './helper.js'
+import { startMongo } from '../scripts/embedded.js'
+
+const shape = { statusCode: Number, code: String, error: String, message: String }
+
+t.test('every framework error has the one shape and a stable code', async (t) => {
+  const app = await build(t)
+
+  const notFound = await app.inject('/no/such/route')
+  t.equal(notFound.statusCode, 404)
+  t.match(notFound.json(), { ...shape, code: 'ROUTE_NOT_FOUND', error: 'Not Found' })
+
+  const malformed = await app.inject({ method: 'POST', url: '/api/auth/login', headers: { 'content-type': 'application/json' }, payload: '{"login": "x",' })
+  t.equal(malformed.statusCode, 400)
+  t.match(malformed.json(), { ...shape, code: 'INVALID_JSON' })
+
+  const empty = await app.inject({ method: 'POST', url: '/api/auth/login', headers: { 'content-type': 'application/json' }, payload: '' })
+  t.equal(empty.statusCode, 400)
+  t.equal(empty.json().code, 'INVALID_JSON')
+
+  const tooLarge = await app.inject({ method: 'POST', url: '/api/auth/login', headers: { 'content-type': 'application/json' }, payload: `{"login":"${'a'.repeat(1_100_000)}"}` })
+  t.equal(tooLarge.statusCode, 413)
+  t.match(tooLarge.json(), { ...shape, code: 'BODY_TOO_LARGE' })
+
+  for (const type of ['text/plain', 'application/x-www-form-urlencoded', 'application/xml']) {
+    const unsupported = await app.inject({ method: 'POST', url: '/api/auth/login', headers: { 'content-type': type }, payload: 'login=x&password=y' })
+    t.equal(unsupported.statusCode, 415, type)
+    t.match(unsupported.json(), { ...shape, code: 'UNSUPPORTED_MEDIA_TYPE' })
+  }
+
+  const invalid = await app.inject({ method: 'POST', url: '/api/auth/register', payload: { email: 'not-an-email', username: 'valid_name', password: 'long enough' } })
+  t.equal(invalid.statusCode, 400)
+  t.match(invalid.json(), { ...shape, code: 'VALIDATION_ERROR' })
+  t.match(invalid.json().message, /email/, 'the message names the failing field')
+
+  const extra = await app.inject({ method: 'POST', url: '/api/auth/login', payload: { login: 'someone', password: 'x', admin: true } })
+  t.equal(extra.statusCode, 400)
+  t.equal(extra.json().code, 'VALIDATION_ERROR', 'unknown properties are refused, not dropped')
+})
+
+t.test('a 5xx says nothing of its cause and carries the request id', async (t) => {
+  const dataDir = await mkdtemp(join(tmpdir(), 'parley-mongo-'))
+  const mongo = await startMongo({ dataDir })
+  t.teardown(async () => { await mongo.stop(); await rm(dataDir, { recursive: true, force: true }) })
+  const app = await build(t, { MONGODB_URI: `${mongo.url}?serverSelectionTimeoutMS=300` })
+  await mongo.stop()
+
+  const res = await app.inject({ method: 'POST', url: '/api/auth/login', payload: { login: 'someone', password: 'whatever' } })
+  t.equal(res.statusCode, 500)
+  t.same(res.json(), { statusCode: 500, code: 'INTERNAL_ERROR', error: 'Internal Server Error', message: 'Internal Server Error' })
+  t.notMatch(res.body, /mongo|ECONNREFUSED|127\.0\.0\.1|stack/i)
+  t.match(res.headers['x-request-id'], /^[0-9a-f-]{36}$/)
+})
