@@ -20,6 +20,7 @@ export interface Measured {
 
 export interface Started {
   url: string
+  cwd: string
   child: ChildProcess
   output: () => string
   stop: () => Promise<void>
@@ -46,6 +47,7 @@ async function startProcess (args: string[], pattern: RegExp, env: NodeJS.Proces
   const url = match[1]!.startsWith('http') ? match[1]! : `http://127.0.0.1:${match[1]}`
   return {
     url,
+    cwd,
     child,
     output: () => output,
     stop: async () => {

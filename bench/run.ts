@@ -1,7 +1,8 @@
 // `npm run bench [scenario…]`: each scenario measures Parley next to a bare
 // Fastify hello-world started in the same run, and prints JSON with ratios.
-// Scenarios: http (default). BENCH_DURATION (s) and BENCH_CONNECTIONS tune it.
+// Scenarios: http, auth (default: all). BENCH_DURATION (s) and BENCH_CONNECTIONS tune it.
 import { connections, duration, measure, ratio, startHello, startParley } from './lib.js'
+import { authScenario } from './auth.js'
 
 type Scenario = () => Promise<Record<string, unknown>>
 
@@ -23,11 +24,12 @@ const scenarios: Record<string, Scenario> = {
     } finally {
       await Promise.allSettled([hello.stop(), parley.stop()])
     }
-  }
+  },
+  auth: authScenario
 }
 
 const wanted = process.argv.slice(2)
-const names = wanted.length > 0 ? wanted : ['http']
+const names = wanted.length > 0 ? wanted : Object.keys(scenarios)
 const results: Record<string, unknown> = {}
 for (const name of names) {
   const scenario = scenarios[name]
