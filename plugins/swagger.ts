@@ -13,7 +13,11 @@ export default fp(async (fastify) => {
       },
       tags: [
         { name: 'health', description: 'Liveness and readiness probes' },
-        { name: 'auth', description: 'Registration, sign-in and sessions' }
+        { name: 'auth', description: 'Registration, sign-in and sessions' },
+        { name: 'users', description: 'Profiles, avatars, the user directory, blocks' },
+        { name: 'conversations', description: 'Direct conversations and groups, members, read state' },
+        { name: 'messages', description: 'Sending, history, catch-up, edits, deletions, reactions, search' },
+        { name: 'media', description: 'Image uploads and downloads' }
       ],
       components: {
         securitySchemes: {

@@ -5,7 +5,7 @@ export const Email = Type.String({ format: 'email', maxLength: 254, description:
 export const Username = Type.String({ pattern: '^[A-Za-z0-9_]{3,30}$', description: '3–30 letters, digits or _; unique regardless of case', examples: ['ada_l'] })
 export const Password = Type.String({ minLength: PASSWORD_MIN, maxLength: PASSWORD_MAX, description: `${PASSWORD_MIN}–${PASSWORD_MAX} characters, not a common password`, examples: ['correct horse battery staple'] })
 export const Code = Type.String({ pattern: '^[0-9]{6}$', description: 'The 6-digit code from the mail', examples: ['042917'] })
-export const ObjectIdString = Type.String({ pattern: '^[0-9a-f]{24}$', description: 'Object id (24 hex digits)', examples: ['6650c0ffee0123456789abcd'] })
+export const ObjectIdString = Type.String({ pattern: '^[0-9a-f]{24}$', description: 'Object id (24 hex digits)' })
 
 const strict = { additionalProperties: false } as const
 

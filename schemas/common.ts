@@ -1,4 +1,4 @@
-import { Type, type Static, type TUnsafe } from '@sinclair/typebox'
+import { Type, type Static, type TSchema, type TUnsafe } from '@sinclair/typebox'
 
 // The one error shape of the whole API (Fastify's own).
 export const ErrorResponse = Type.Object({
@@ -35,3 +35,9 @@ export function errorResponses<S extends number> (...statuses: S[]): Record<S, T
 
 /** Errors any route with a JSON body can answer. */
 export const bodyErrors = [400, 413, 415, 429, 500] as const
+
+/** A $ref to a shared schema (registered by plugins/schemas.ts), typed as the schema itself. */
+export function ref<T extends TSchema> (schema: T): TUnsafe<Static<T>> {
+  if (typeof schema.$id !== 'string') throw new Error('ref() needs a schema with an $id')
+  return Type.Unsafe<Static<T>>({ $ref: `${schema.$id}#` })
+}

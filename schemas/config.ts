@@ -39,6 +39,9 @@ export const ConfigSchema = Type.Object({
   AUTH_RATE_LIMIT_MAX: Type.Integer({ default: 30, minimum: 1, description: 'Requests per IP per minute on each /api/auth route' }),
   LOGIN_FAILURE_LIMIT: Type.Integer({ default: 10, minimum: 1, description: 'Failed sign-ins per account per 15 minutes before 429' }),
   CODE_GUESS_LIMIT: Type.Integer({ default: 20, minimum: 1, description: 'Code guesses per email per 15 minutes before 429' }),
+  MESSAGE_MAX_LENGTH: Type.Integer({ default: 4000, minimum: 1, maximum: 100000, description: 'Characters per message text' }),
+  MESSAGE_MAX_ATTACHMENTS: Type.Integer({ default: 10, minimum: 0, maximum: 100 }),
+  GROUP_MAX_MEMBERS: Type.Integer({ default: 256, minimum: 2, maximum: 10000 }),
   MAX_EVENT_LOOP_DELAY_MS: Type.Integer({ default: 1000, minimum: 0, description: '503 when the event loop lags more than this (0 disables)' })
 }, { additionalProperties: false })
 

@@ -6,7 +6,24 @@ import type { Db, IndexDescription } from 'mongodb'
 export const indexes: Record<string, IndexDescription[]> = {
   users: [
     { key: { email: 1 }, name: 'email_unique', unique: true },
-    { key: { usernameLower: 1 }, name: 'username_unique', unique: true }
+    { key: { usernameLower: 1 }, name: 'username_unique', unique: true },
+    { key: { displayNameLower: 1 }, name: 'display_name' }
+  ],
+  media: [
+    { key: { ownerId: 1, createdAt: -1 }, name: 'owner' }
+  ],
+  conversations: [
+    // direct:<a>:<b> for one-to-one (so creating it twice finds the same one), group:<id> for groups.
+    { key: { key: 1 }, name: 'key_unique', unique: true },
+    { key: { memberIds: 1, lastActivityAt: -1, _id: -1 }, name: 'member_activity' }
+  ],
+  memberships: [
+    { key: { userId: 1 }, name: 'user' }
+  ],
+  messages: [
+    { key: { conversationId: 1, seq: 1 }, name: 'conversation_seq_unique', unique: true },
+    { key: { conversationId: 1, senderId: 1, clientMsgId: 1 }, name: 'client_msg_id_unique', unique: true },
+    { key: { conversationId: 1, changeSeq: 1 }, name: 'conversation_changes' }
   ]
 }
 

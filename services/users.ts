@@ -53,6 +53,8 @@ export class DuplicateUserError extends Error {
   }
 }
 
+export const isDuplicateKey = (err: unknown): boolean => err instanceof MongoServerError && err.code === 11000
+
 /** Parses a 24-hex id; anything else is simply "no such id". */
 export function parseObjectId (id: string): ObjectId | null {
   return /^[0-9a-f]{24}$/i.test(id) ? new ObjectId(id) : null
@@ -83,10 +85,9 @@ export function createUserService (db: Db) {
     try {
       await users.insertOne(doc)
     } catch (err) {
-      if (err instanceof MongoServerError && err.code === 11000) {
-        const message = String(err.message)
-        throw new DuplicateUserError(/email/.test(message) ? 'email' : 'username')
-      }
+      // Which index refused it is looked up rather than parsed from the error
+      // text, which MongoDB and FerretDB word differently.
+      if (isDuplicateKey(err)) throw new DuplicateUserError(await users.countDocuments({ email: doc.email }, { limit: 1 }) > 0 ? 'email' : 'username')
       throw err
     }
     return doc

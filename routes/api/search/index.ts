@@ -1,0 +1,19 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { SearchQuery, SearchResults } from '../../../schemas/chat.js'
+import { errorResponses } from '../../../schemas/common.js'
+
+const search: FastifyPluginAsyncTypebox = async (fastify) => {
+  fastify.addHook('preHandler', fastify.authenticate)
+
+  fastify.get('/messages', {
+    schema: {
+      tags: ['messages'],
+      security: [{ bearerAuth: [] }, { cookieAuth: [] }],
+      summary: 'Search message text in your conversations (case-insensitive substring)',
+      querystring: SearchQuery,
+      response: { 200: SearchResults, ...errorResponses(400, 401, 404, 500) }
+    }
+  }, async (request) => ({ messages: await fastify.messages.search(request.user.id, request.query.q, request.query.limit ?? 20, request.query.conversationId) }))
+}
+
+export default search

@@ -1,0 +1,99 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type } from '@sinclair/typebox'
+import { SelfUser } from '../../../schemas/auth.js'
+import { IdParams, ProfilePatch, PublicUser, UserPage, UserSearchQuery } from '../../../schemas/chat.js'
+import { errorResponses, ref } from '../../../schemas/common.js'
+import { toPublicUser, toSelfUser } from '../../../services/users.js'
+import { UserNotFound } from '../../../services/people.js'
+import { readImageUpload } from '../../../services/uploads.js'
+
+const tags = ['users']
+const security = [{ bearerAuth: [] }, { cookieAuth: [] }] as Array<Record<string, string[]>>
+const Done = Type.Object({ status: Type.Literal('ok') })
+
+const users: FastifyPluginAsyncTypebox = async (fastify) => {
+  fastify.addHook('preHandler', fastify.authenticate)
+
+  fastify.get('/me', {
+    schema: { tags, security, summary: 'Your profile', response: { 200: SelfUser, ...errorResponses(401, 500) } }
+  }, async (request) => {
+    const user = await fastify.users.findById(request.user.id)
+    if (!user) throw new UserNotFound()
+    return toSelfUser(user)
+  })
+
+  fastify.patch('/me', {
+    schema: {
+      tags, security, summary: 'Change your display name or bio', body: ProfilePatch,
+      response: { 200: SelfUser, ...errorResponses(400, 401, 403, 413, 415, 500) }
+    }
+  }, async (request) => toSelfUser(await fastify.people.updateProfile(request.user.id, request.body)))
+
+  fastify.put('/me/avatar', {
+    schema: {
+      tags, security,
+      summary: 'Upload your avatar (multipart/form-data, one image file)',
+      description: 'PNG, JPEG, WebP or GIF, decided by the file\'s magic bytes, not by its declared type (UNSUPPORTED_IMAGE, 415). Larger than UPLOAD_MAX_BYTES: UPLOAD_TOO_LARGE (413).',
+      consumes: ['multipart/form-data'],
+      response: { 200: SelfUser, ...errorResponses(400, 401, 403, 413, 415, 500) }
+    }
+  }, async (request) => {
+    const { data, contentType } = await readImageUpload(request)
+    const stored = await fastify.media.put({ ownerId: request.user.id, kind: 'avatar', contentType, data })
+    const { user, previous } = await fastify.people.setAvatar(request.user.id, stored.id)
+    if (previous) await fastify.media.delete(previous)
+    return toSelfUser(user)
+  })
+
+  fastify.delete('/me/avatar', {
+    schema: { tags, security, summary: 'Remove your avatar', response: { 200: SelfUser, ...errorResponses(401, 403, 500) } }
+  }, async (request) => {
+    const { user, previous } = await fastify.people.setAvatar(request.user.id, null)
+    if (previous) await fastify.media.delete(previous)
+    return toSelfUser(user)
+  })
+
+  fastify.get('/', {
+    schema: {
+      tags, security, summary: 'Search the user directory by username or display name prefix',
+      querystring: UserSearchQuery,
+      response: { 200: UserPage, ...errorResponses(400, 401, 500) }
+    }
+  }, async (request) => fastify.people.search(request.query.q, request.query.limit ?? 20, request.query.cursor))
+
+  fastify.get('/:id', {
+    schema: {
+      tags, security, summary: 'A user\'s public profile, with last seen',
+      params: IdParams,
+      response: { 200: ref(PublicUser), ...errorResponses(400, 401, 404, 500) }
+    }
+  }, async (request) => {
+    const user = await fastify.users.findById(request.params.id)
+    if (!user) throw new UserNotFound()
+    return toPublicUser(user)
+  })
+
+  fastify.put('/:id/block', {
+    schema: {
+      tags, security, summary: 'Block a user: they can no longer start a direct conversation with you or message you in one',
+      params: IdParams,
+      response: { 200: Done, ...errorResponses(400, 401, 403, 404, 500) }
+    }
+  }, async (request) => {
+    await fastify.people.block(request.user.id, request.params.id)
+    return { status: 'ok' as const }
+  })
+
+  fastify.delete('/:id/block', {
+    schema: {
+      tags, security, summary: 'Unblock a user',
+      params: IdParams,
+      response: { 200: Done, ...errorResponses(400, 401, 403, 500) }
+    }
+  }, async (request) => {
+    await fastify.people.unblock(request.user.id, request.params.id)
+    return { status: 'ok' as const }
+  })
+}
+
+export default users

@@ -1,0 +1,115 @@
+import { Type } from '@sinclair/typebox'
+import { ObjectIdString, PublicUser } from './auth.js'
+import { ref } from './common.js'
+
+const strict = { additionalProperties: false } as const
+export const IdParams = Type.Object({ id: ObjectIdString }, strict)
+export const MemberParams = Type.Object({ id: ObjectIdString, userId: ObjectIdString }, strict)
+export const Emoji = Type.String({ minLength: 1, maxLength: 32, pattern: '^(?:\\p{Extended_Pictographic}|\\p{Emoji_Component}|\\u200d|\\ufe0f)+$', description: 'One emoji (URL-encoded in the path)', examples: ['👍'] })
+export const ReactionParams = Type.Object({ id: ObjectIdString, emoji: Emoji }, strict)
+export const Cursor = Type.String({ maxLength: 200, pattern: '^[A-Za-z0-9_-]+$', description: 'Opaque cursor from the previous page' })
+export const Limit = (max: number, fallback: number) => Type.Integer({ minimum: 1, maximum: max, default: fallback, description: `Page size (1–${max})` })
+
+export { PublicUser }
+
+export const ProfilePatch = Type.Object({
+  displayName: Type.Optional(Type.String({ minLength: 1, maxLength: 50, pattern: '\\S' })),
+  bio: Type.Optional(Type.String({ maxLength: 500 }))
+}, { ...strict, minProperties: 1 })
+
+export const UserSearchQuery = Type.Object({
+  q: Type.String({ minLength: 1, maxLength: 50, description: 'Prefix of a username or display name (case-insensitive)' }),
+  cursor: Type.Optional(Cursor),
+  limit: Type.Optional(Limit(50, 20))
+}, strict)
+export const UserPage = Type.Object({ users: Type.Array(ref(PublicUser)), nextCursor: Type.Union([Cursor, Type.Null()]) })
+
+export const MediaInfo = Type.Object({
+  id: ObjectIdString,
+  url: Type.String({ examples: ['/api/media/6650c0ffee0123456789abcd'] }),
+  contentType: Type.String({ examples: ['image/png'] }),
+  size: Type.Integer()
+}, { $id: 'MediaInfo', title: 'MediaInfo' })
+
+const LastMessage = Type.Object({
+  seq: Type.Integer(),
+  senderId: ObjectIdString,
+  preview: Type.String(),
+  createdAt: Type.String({ format: 'date-time' }),
+  deleted: Type.Boolean()
+})
+
+export const Conversation = Type.Object({
+  id: ObjectIdString,
+  type: Type.Union([Type.Literal('direct'), Type.Literal('group')]),
+  title: Type.Union([Type.String(), Type.Null()]),
+  members: Type.Array(ref(PublicUser)),
+  adminIds: Type.Array(ObjectIdString),
+  createdAt: Type.String({ format: 'date-time' }),
+  lastActivityAt: Type.String({ format: 'date-time' }),
+  lastSeq: Type.Integer({ description: 'Seq of the newest message (0 when none)' }),
+  changeSeq: Type.Integer({ description: 'Latest change number; pass it as `since` to /changes to catch up' }),
+  lastMessage: Type.Union([LastMessage, Type.Null()]),
+  lastReadSeq: Type.Integer(),
+  unreadCount: Type.Integer(),
+  mutedUntil: Type.Union([Type.String({ format: 'date-time' }), Type.Null()])
+}, { $id: 'Conversation', title: 'Conversation' })
+
+export const CreateConversationBody = Type.Union([
+  Type.Object({ type: Type.Literal('direct'), userId: ObjectIdString }, strict),
+  Type.Object({
+    type: Type.Literal('group'),
+    title: Type.String({ minLength: 1, maxLength: 100 }),
+    memberIds: Type.Array(ObjectIdString, { maxItems: 1000, uniqueItems: true })
+  }, strict)
+])
+export const ConversationPatch = Type.Object({ title: Type.String({ minLength: 1, maxLength: 100 }) }, strict)
+export const AddMembersBody = Type.Object({ userIds: Type.Array(ObjectIdString, { minItems: 1, maxItems: 1000, uniqueItems: true }) }, strict)
+export const MuteBody = Type.Object({ until: Type.Union([Type.String({ format: 'date-time' }), Type.Null()], { description: 'Muted until then; null unmutes' }) }, strict)
+export const ConversationListQuery = Type.Object({ cursor: Type.Optional(Cursor), limit: Type.Optional(Limit(100, 20)) }, strict)
+export const ConversationPage = Type.Object({ conversations: Type.Array(ref(Conversation)), nextCursor: Type.Union([Cursor, Type.Null()]) })
+
+export const Message = Type.Object({
+  id: ObjectIdString,
+  conversationId: ObjectIdString,
+  seq: Type.Integer({ description: '1, 2, 3 … per conversation, no gaps' }),
+  changeSeq: Type.Integer({ description: 'Change number of the latest change to this message' }),
+  senderId: ObjectIdString,
+  clientMsgId: Type.String(),
+  text: Type.Union([Type.String(), Type.Null()], { description: 'null once deleted' }),
+  attachments: Type.Array(ref(MediaInfo)),
+  reactions: Type.Array(Type.Object({ emoji: Type.String(), count: Type.Integer(), userIds: Type.Array(ObjectIdString) })),
+  createdAt: Type.String({ format: 'date-time' }),
+  editedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+  deleted: Type.Boolean(),
+  deletedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()])
+}, { $id: 'Message', title: 'Message' })
+
+export const ClientMsgId = Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9_-]+$', description: 'Chosen by the client (e.g. a UUID); resending the same one returns the original message', examples: ['6f1c2a8e-1d3b-4c55-9a3e-2b7c9f0e1a42'] })
+export const SendBody = Type.Object({
+  clientMsgId: ClientMsgId,
+  text: Type.Optional(Type.String({ maxLength: 100000, description: 'Up to MESSAGE_MAX_LENGTH characters' })),
+  attachments: Type.Optional(Type.Array(ObjectIdString, { maxItems: 100, uniqueItems: true, description: 'Ids from POST /api/media' }))
+}, strict)
+export const EditBody = Type.Object({ text: Type.String({ minLength: 1, maxLength: 100000 }) }, strict)
+export const HistoryQuery = Type.Object({
+  before: Type.Optional(Type.Integer({ minimum: 1, description: 'Messages with seq below this' })),
+  after: Type.Optional(Type.Integer({ minimum: 0, description: 'Messages with seq above this' })),
+  limit: Type.Optional(Limit(100, 50))
+}, strict)
+export const MessagePage = Type.Object({ messages: Type.Array(ref(Message)), hasMore: Type.Boolean() })
+export const ChangesQuery = Type.Object({ since: Type.Integer({ minimum: 0, description: 'changeSeq the client has; 0 for everything' }), limit: Type.Optional(Limit(500, 100)) }, strict)
+export const ChangesPage = Type.Object({
+  changes: Type.Array(ref(Message), { description: 'Current state of every message changed after `since`, oldest change first' }),
+  cursor: Type.Integer({ description: 'Pass as `since` for the next page' }),
+  hasMore: Type.Boolean(),
+  lastSeq: Type.Integer()
+})
+export const ReadBody = Type.Object({ seq: Type.Integer({ minimum: 0 }) }, strict)
+export const ReadState = Type.Object({ lastReadSeq: Type.Integer(), unreadCount: Type.Integer() })
+export const SearchQuery = Type.Object({
+  q: Type.String({ minLength: 2, maxLength: 100 }),
+  conversationId: Type.Optional(ObjectIdString),
+  limit: Type.Optional(Limit(100, 20))
+}, strict)
+export const SearchResults = Type.Object({ messages: Type.Array(ref(Message)) })

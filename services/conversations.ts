@@ -1,0 +1,302 @@
+// Conversations (one-to-one and groups) and each member's own state in them.
+//
+// The conversation document carries everything the conversation list shows
+// (members, last message, counters), so the list is one indexed query plus a
+// lookup of the page's member profiles by id: no $lookup, no join. Per-member
+// state (read position, mute) lives in `memberships`, one document per member.
+import { ObjectId, type Collection, type Db } from 'mongodb'
+import createError from '@fastify/error'
+import { isDuplicateKey, parseObjectId, type PublicUser } from './users.js'
+import { decodeCursor, encodeCursor, UserNotFound, type PeopleService } from './people.js'
+import type { Publish } from './events.js'
+
+export const ConversationNotFound = createError('CONVERSATION_NOT_FOUND', 'No such conversation', 404)
+export const NotAdmin = createError('NOT_ADMIN', 'Only an admin of this group may do that', 403)
+export const NotAGroup = createError('NOT_A_GROUP', 'Only group conversations have titles and members to change', 400)
+export const Blocked = createError('BLOCKED', 'This user does not accept messages from you', 403)
+export const CannotMessageSelf = createError('CANNOT_MESSAGE_SELF', 'A direct conversation needs another user', 400)
+export const GroupTooLarge = createError('GROUP_TOO_LARGE', 'The group would have more members than allowed (%s)', 400)
+
+export interface LastMessage {
+  seq: number
+  senderId: string
+  preview: string
+  createdAt: Date
+  deleted: boolean
+}
+
+export interface ConversationDoc {
+  _id: ObjectId
+  key: string
+  type: 'direct' | 'group'
+  title: string | null
+  memberIds: string[]
+  adminIds: string[]
+  createdBy: string
+  createdAt: Date
+  updatedAt: Date
+  lastActivityAt: Date
+  /** Highest message seq: messages are numbered 1, 2, 3 … per conversation. */
+  lastSeq: number
+  /** Bumped by every change to a message; the catch-up cursor. */
+  changeSeq: number
+  lastMessage: LastMessage | null
+}
+
+export interface MembershipDoc {
+  _id: string // `${conversationId}:${userId}`
+  conversationId: string
+  userId: string
+  lastReadSeq: number
+  mutedUntil: Date | null
+  joinedAt: Date
+}
+
+export interface ConversationView {
+  id: string
+  type: 'direct' | 'group'
+  title: string | null
+  members: PublicUser[]
+  adminIds: string[]
+  createdAt: string
+  lastActivityAt: string
+  lastSeq: number
+  changeSeq: number
+  lastMessage: (Omit<LastMessage, 'createdAt'> & { createdAt: string }) | null
+  lastReadSeq: number
+  unreadCount: number
+  mutedUntil: string | null
+}
+
+const membershipId = (conversationId: string, userId: string): string => `${conversationId}:${userId}`
+
+export type ConversationService = ReturnType<typeof createConversationService>
+
+export function createConversationService (db: Db, people: PeopleService, publish: Publish, limits: { groupMaxMembers: number }) {
+  const conversations: Collection<ConversationDoc> = db.collection<ConversationDoc>('conversations')
+  const memberships: Collection<MembershipDoc> = db.collection<MembershipDoc>('memberships')
+
+  async function ensureMemberships (conversationId: string, userIds: string[]): Promise<void> {
+    if (userIds.length === 0) return
+    const now = new Date()
+    await memberships.bulkWrite(userIds.map((userId) => ({
+      updateOne: {
+        filter: { _id: membershipId(conversationId, userId) },
+        update: { $setOnInsert: { conversationId, userId, lastReadSeq: 0, mutedUntil: null, joinedAt: now } },
+        upsert: true
+      }
+    })), { ordered: false })
+  }
+
+  async function assertUsersExist (userIds: string[]): Promise<void> {
+    const found = await people.summaries(userIds)
+    if (userIds.some((id) => !found.has(id))) throw new UserNotFound()
+  }
+
+  /** The conversation, if `userId` is a member; to anyone else it does not exist. */
+  async function getForMember (conversationId: string, userId: string): Promise<ConversationDoc> {
+    const _id = parseObjectId(conversationId)
+    const conversation = _id ? await conversations.findOne({ _id, memberIds: userId }) : null
+    if (!conversation) throw new ConversationNotFound()
+    return conversation
+  }
+
+  async function views (docs: ConversationDoc[], userId: string): Promise<ConversationView[]> {
+    if (docs.length === 0) return []
+    const [profiles, states] = await Promise.all([
+      people.summaries(docs.flatMap((d) => d.memberIds)),
+      memberships.find({ _id: { $in: docs.map((d) => membershipId(d._id.toHexString(), userId)) } }).toArray()
+    ])
+    const stateById = new Map(states.map((s) => [s.conversationId, s]))
+    return docs.map((d) => {
+      const id = d._id.toHexString()
+      const state = stateById.get(id)
+      const lastReadSeq = Math.min(state?.lastReadSeq ?? 0, d.lastSeq)
+      return {
+        id,
+        type: d.type,
+        title: d.title,
+        members: d.memberIds.map((m) => profiles.get(m)).filter((p): p is PublicUser => p !== undefined),
+        adminIds: d.adminIds,
+        createdAt: d.createdAt.toISOString(),
+        lastActivityAt: d.lastActivityAt.toISOString(),
+        lastSeq: d.lastSeq,
+        changeSeq: d.changeSeq,
+        lastMessage: d.lastMessage ? { ...d.lastMessage, createdAt: d.lastMessage.createdAt.toISOString() } : null,
+        lastReadSeq,
+        unreadCount: d.lastSeq - lastReadSeq,
+        mutedUntil: state?.mutedUntil && state.mutedUntil > new Date() ? state.mutedUntil.toISOString() : null
+      }
+    })
+  }
+
+  const view = async (doc: ConversationDoc, userId: string): Promise<ConversationView> => (await views([doc], userId))[0]!
+
+  async function announce (doc: ConversationDoc, extraUserIds: string[] = []): Promise<void> {
+    const summary = { id: doc._id.toHexString(), type: doc.type, title: doc.title, memberIds: doc.memberIds, adminIds: doc.adminIds }
+    await publish(doc.memberIds, { type: 'conversation.updated', data: { conversation: summary } })
+    if (extraUserIds.length > 0) await publish(extraUserIds, { type: 'conversation.removed', data: { conversationId: summary.id } })
+  }
+
+  function newConversation (type: 'direct' | 'group', key: string, creatorId: string, memberIds: string[], title: string | null, _id = new ObjectId()): ConversationDoc {
+    const now = new Date()
+    return {
+      _id,
+      key,
+      type,
+      title,
+      memberIds,
+      adminIds: type === 'group' ? [creatorId] : [],
+      createdBy: creatorId,
+      createdAt: now,
+      updatedAt: now,
+      lastActivityAt: now,
+      lastSeq: 0,
+      changeSeq: 0,
+      lastMessage: null
+    }
+  }
+
+  /** The one conversation of a pair: created the first time (created: true), found after. */
+  async function createDirect (userId: string, otherId: string): Promise<{ conversation: ConversationDoc, created: boolean }> {
+    if (userId === otherId) throw new CannotMessageSelf()
+    await assertUsersExist([otherId])
+    if (await people.hasBlocked(otherId, userId)) throw new Blocked()
+    const pair = [userId, otherId].sort()
+    const key = `direct:${pair[0]}:${pair[1]}`
+    let created = true
+    let conversation = newConversation('direct', key, userId, pair, null)
+    try {
+      await conversations.insertOne(conversation)
+    } catch (err) {
+      if (!isDuplicateKey(err)) throw err
+      // Concurrent or earlier creation: the unique key makes it the same one.
+      conversation = (await conversations.findOne({ key }))!
+      created = false
+    }
+    // Also repairs memberships if an earlier creation stopped half-way.
+    await ensureMemberships(conversation._id.toHexString(), pair)
+    if (created) await announce(conversation)
+    return { conversation, created }
+  }
+
+  async function createGroup (userId: string, title: string, memberIds: string[]): Promise<ConversationDoc> {
+    const members = [...new Set([userId, ...memberIds])]
+    if (members.length > limits.groupMaxMembers) throw new GroupTooLarge(String(limits.groupMaxMembers))
+    await assertUsersExist(members)
+    const _id = new ObjectId()
+    const conversation = newConversation('group', `group:${_id.toHexString()}`, userId, members, title, _id)
+    await conversations.insertOne(conversation)
+    await ensureMemberships(_id.toHexString(), members)
+    await announce(conversation)
+    return conversation
+  }
+
+  const isListCursor = (v: unknown): v is { t: number, id: string } =>
+    typeof v === 'object' && v !== null && typeof (v as { t: unknown }).t === 'number' && typeof (v as { id: unknown }).id === 'string' && parseObjectId((v as { id: string }).id) !== null
+
+  /** The user's conversations, latest activity first. */
+  async function list (userId: string, limit: number, cursor?: string): Promise<{ conversations: ConversationView[], nextCursor: string | null }> {
+    let filter: object = { memberIds: userId }
+    if (cursor) {
+      const { t, id } = decodeCursor(cursor, isListCursor)
+      const at = new Date(t)
+      filter = { memberIds: userId, $or: [{ lastActivityAt: { $lt: at } }, { lastActivityAt: at, _id: { $lt: new ObjectId(id) } }] }
+    }
+    const docs = await conversations.find(filter).sort({ lastActivityAt: -1, _id: -1 }).limit(limit + 1).toArray()
+    const page = docs.slice(0, limit)
+    const last = page.at(-1)
+    return {
+      conversations: await views(page, userId),
+      nextCursor: docs.length > limit && last ? encodeCursor({ t: last.lastActivityAt.getTime(), id: last._id.toHexString() }) : null
+    }
+  }
+
+  function assertAdmin (doc: ConversationDoc, userId: string): void {
+    if (doc.type !== 'group') throw new NotAGroup()
+    if (!doc.adminIds.includes(userId)) throw new NotAdmin()
+  }
+
+  async function rename (conversationId: string, userId: string, title: string): Promise<ConversationDoc> {
+    const doc = await getForMember(conversationId, userId)
+    assertAdmin(doc, userId)
+    const updated = await conversations.findOneAndUpdate({ _id: doc._id }, { $set: { title, updatedAt: new Date() } }, { returnDocument: 'after' })
+    if (!updated) throw new ConversationNotFound()
+    await announce(updated)
+    return updated
+  }
+
+  async function addMembers (conversationId: string, userId: string, userIds: string[]): Promise<ConversationDoc> {
+    const doc = await getForMember(conversationId, userId)
+    assertAdmin(doc, userId)
+    const adding = [...new Set(userIds)].filter((id) => !doc.memberIds.includes(id))
+    if (doc.memberIds.length + adding.length > limits.groupMaxMembers) throw new GroupTooLarge(String(limits.groupMaxMembers))
+    await assertUsersExist(adding)
+    if (adding.length === 0) return doc
+    await ensureMemberships(conversationId, adding)
+    const updated = await conversations.findOneAndUpdate({ _id: doc._id }, { $addToSet: { memberIds: { $each: adding } }, $set: { updatedAt: new Date() } }, { returnDocument: 'after' })
+    if (!updated) throw new ConversationNotFound()
+    await announce(updated)
+    return updated
+  }
+
+  /** Admins remove others; anyone may remove themself (leave). */
+  async function removeMember (conversationId: string, actorId: string, targetId: string): Promise<ConversationDoc | null> {
+    const doc = await getForMember(conversationId, actorId)
+    if (doc.type !== 'group') throw new NotAGroup()
+    if (actorId !== targetId && !doc.adminIds.includes(actorId)) throw new NotAdmin()
+    if (!doc.memberIds.includes(targetId)) throw new UserNotFound()
+    let updated = await conversations.findOneAndUpdate({ _id: doc._id }, { $pull: { memberIds: targetId, adminIds: targetId }, $set: { updatedAt: new Date() } }, { returnDocument: 'after' })
+    if (!updated) throw new ConversationNotFound()
+    // A group is never left without an admin while it has members.
+    if (updated.adminIds.length === 0 && updated.memberIds.length > 0) {
+      updated = await conversations.findOneAndUpdate({ _id: doc._id }, { $addToSet: { adminIds: updated.memberIds[0]! } }, { returnDocument: 'after' }) ?? updated
+    }
+    await memberships.deleteOne({ _id: membershipId(conversationId, targetId) })
+    await announce(updated, [targetId])
+    return actorId === targetId ? null : updated
+  }
+
+  async function mute (conversationId: string, userId: string, until: Date | null): Promise<ConversationDoc> {
+    const doc = await getForMember(conversationId, userId)
+    await ensureMemberships(conversationId, [userId])
+    await memberships.updateOne({ _id: membershipId(conversationId, userId) }, { $set: { mutedUntil: until } })
+    return doc
+  }
+
+  /** Read up to `seq` (clamped to the last message); never moves backwards. */
+  async function markRead (conversationId: string, userId: string, seq: number): Promise<{ lastReadSeq: number, unreadCount: number }> {
+    const doc = await getForMember(conversationId, userId)
+    const target = Math.min(seq, doc.lastSeq)
+    const id = membershipId(conversationId, userId)
+    const moved = await memberships.updateOne({ _id: id, lastReadSeq: { $lt: target } }, { $set: { lastReadSeq: target } })
+    const state = await memberships.findOne({ _id: id })
+    const lastReadSeq = state?.lastReadSeq ?? 0
+    if (moved.modifiedCount > 0) {
+      await publish(doc.memberIds, { type: 'read.updated', data: { conversationId, userId, lastReadSeq } })
+    }
+    return { lastReadSeq, unreadCount: Math.max(0, doc.lastSeq - lastReadSeq) }
+  }
+
+  async function memberConversationIds (userId: string, max: number): Promise<string[]> {
+    const docs = await conversations.find({ memberIds: userId }, { projection: { _id: 1 } }).sort({ lastActivityAt: -1 }).limit(max).toArray()
+    return docs.map((d) => d._id.toHexString())
+  }
+
+  return {
+    collection: conversations,
+    memberships,
+    membershipId,
+    getForMember,
+    view,
+    createDirect,
+    createGroup,
+    list,
+    rename,
+    addMembers,
+    removeMember,
+    mute,
+    markRead,
+    memberConversationIds
+  }
+}

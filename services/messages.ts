@@ -1,0 +1,309 @@
+// Messages: numbered 1, 2, 3 … per conversation with no gap and no duplicate,
+// idempotent by the sender's clientMsgId, edited and soft-deleted by their
+// sender, with reactions. Every change also takes the next value of the
+// conversation's changeSeq, which is what catch-up pages by.
+//
+// Writes to one conversation are serialised by a Redis mutex shared by every
+// instance, so numbers are handed out in order and a change is stored before
+// the next one is numbered (a reader that saw change N has seen every change
+// before it). The unique indexes (conversation+seq, conversation+sender+
+// clientMsgId) are the last word: should the mutex ever be lost, a clash is
+// detected and retried instead of stored twice.
+import { ObjectId, type Collection, type Db } from 'mongodb'
+import type { Redis } from 'ioredis'
+import { Mutex } from 'redis-semaphore'
+import escapeStringRegexp from 'escape-string-regexp'
+import createError from '@fastify/error'
+import { isDuplicateKey, parseObjectId } from './users.js'
+import { Blocked, type ConversationDoc, type ConversationService } from './conversations.js'
+import type { PeopleService } from './people.js'
+import type { MediaInfo, MediaService } from './media.js'
+import type { Publish } from './events.js'
+
+export const MessageNotFound = createError('MESSAGE_NOT_FOUND', 'No such message', 404)
+export const NotSender = createError('NOT_SENDER', 'Only the sender may change this message', 403)
+export const MessageDeleted = createError('MESSAGE_DELETED', 'This message was deleted', 409)
+export const EmptyMessage = createError('EMPTY_MESSAGE', 'A message needs text or at least one attachment', 400)
+export const MessageTooLong = createError('MESSAGE_TOO_LONG', 'The text is longer than %s characters', 400)
+export const TooManyAttachments = createError('TOO_MANY_ATTACHMENTS', 'At most %s attachments per message', 400)
+export const TooManyReactions = createError('TOO_MANY_REACTIONS', 'This message has as many reactions as it can take', 409)
+export const ClientMsgIdReused = createError('CLIENT_MSG_ID_REUSED', 'This clientMsgId was already used for a different message', 409)
+export const Busy = createError('CONVERSATION_BUSY', 'The conversation is busy; retry', 503)
+
+const MAX_REACTIONS_PER_MESSAGE = 200
+
+export interface Reaction { emoji: string, userId: string }
+
+export interface MessageDoc {
+  _id: ObjectId
+  conversationId: string
+  seq: number
+  changeSeq: number
+  senderId: string
+  clientMsgId: string
+  text: string | null
+  attachments: MediaInfo[]
+  reactions: Reaction[]
+  createdAt: Date
+  editedAt: Date | null
+  deletedAt: Date | null
+}
+
+export interface MessageView {
+  id: string
+  conversationId: string
+  seq: number
+  changeSeq: number
+  senderId: string
+  clientMsgId: string
+  text: string | null
+  attachments: MediaInfo[]
+  reactions: Array<{ emoji: string, count: number, userIds: string[] }>
+  createdAt: string
+  editedAt: string | null
+  deleted: boolean
+  deletedAt: string | null
+}
+
+/** What every client sees of a message: a deleted one is a tombstone with no content. */
+export function toMessageView (m: MessageDoc): MessageView {
+  const grouped = new Map<string, string[]>()
+  if (!m.deletedAt) for (const r of m.reactions) grouped.set(r.emoji, [...(grouped.get(r.emoji) ?? []), r.userId])
+  return {
+    id: m._id.toHexString(),
+    conversationId: m.conversationId,
+    seq: m.seq,
+    changeSeq: m.changeSeq,
+    senderId: m.senderId,
+    clientMsgId: m.clientMsgId,
+    text: m.deletedAt ? null : m.text,
+    attachments: m.deletedAt ? [] : m.attachments,
+    reactions: [...grouped].map(([emoji, userIds]) => ({ emoji, count: userIds.length, userIds })),
+    createdAt: m.createdAt.toISOString(),
+    editedAt: m.editedAt?.toISOString() ?? null,
+    deleted: m.deletedAt !== null,
+    deletedAt: m.deletedAt?.toISOString() ?? null
+  }
+}
+
+const preview = (m: Pick<MessageDoc, 'text' | 'attachments'>): string => m.text ? m.text.slice(0, 120) : m.attachments.length > 0 ? '[image]' : ''
+
+export interface SendInput {
+  clientMsgId: string
+  text?: string
+  attachments?: string[]
+}
+
+export interface MessageLimits {
+  maxLength: number
+  maxAttachments: number
+}
+
+type MessageUpdate = { $set?: Record<string, unknown>, $addToSet?: Record<string, unknown>, $pull?: Record<string, unknown> }
+
+export type MessageService = ReturnType<typeof createMessageService>
+
+export function createMessageService (deps: { db: Db, redis: Redis, conversations: ConversationService, people: PeopleService, media: MediaService, publish: Publish, limits: MessageLimits }) {
+  const { db, redis, conversations, people, media, publish, limits } = deps
+  const messages: Collection<MessageDoc> = db.collection<MessageDoc>('messages')
+  const conversationDocs = conversations.collection
+
+  async function withConversationLock<T> (conversationId: string, work: () => Promise<T>): Promise<T> {
+    const mutex = new Mutex(redis, `lock:conversation:${conversationId}`, { lockTimeout: 15_000, acquireTimeout: 15_000, retryInterval: 3, refreshInterval: 5_000 })
+    try {
+      await mutex.acquire()
+    } catch {
+      throw new Busy()
+    }
+    try {
+      return await work()
+    } finally {
+      await mutex.release().catch(() => {})
+    }
+  }
+
+  /** The next change number of the conversation; gaps are harmless here, order is what counts. */
+  async function nextChange (conversationId: ObjectId): Promise<{ changeSeq: number, lastSeq: number }> {
+    const doc = await conversationDocs.findOneAndUpdate({ _id: conversationId }, { $inc: { changeSeq: 1 } }, { returnDocument: 'after', projection: { changeSeq: 1, lastSeq: 1 } })
+    if (!doc) throw new MessageNotFound()
+    return { changeSeq: doc.changeSeq, lastSeq: doc.lastSeq }
+  }
+
+  function validateContent (input: { text?: string, attachments?: string[] }): void {
+    const text = input.text ?? ''
+    const attachments = input.attachments ?? []
+    if (text.trim() === '' && attachments.length === 0) throw new EmptyMessage()
+    if (text.length > limits.maxLength) throw new MessageTooLong(String(limits.maxLength))
+    if (attachments.length > limits.maxAttachments) throw new TooManyAttachments(String(limits.maxAttachments))
+  }
+
+  async function assertMayWrite (conversation: ConversationDoc, senderId: string): Promise<void> {
+    if (conversation.type !== 'direct') return
+    const other = conversation.memberIds.find((id) => id !== senderId)
+    if (other && await people.hasBlocked(other, senderId)) throw new Blocked()
+  }
+
+  function sameContent (m: MessageDoc, input: SendInput): boolean {
+    return (m.text ?? '') === (input.text ?? '') && m.attachments.map((a) => a.id).join() === (input.attachments ?? []).join()
+  }
+
+  /** Sends, or returns the message already sent with this clientMsgId (created: false). */
+  async function send (conversationId: string, senderId: string, input: SendInput): Promise<{ message: MessageView, created: boolean }> {
+    const conversation = await conversations.getForMember(conversationId, senderId)
+    const findExisting = () => messages.findOne({ conversationId, senderId, clientMsgId: input.clientMsgId })
+    const existing = await findExisting()
+    if (existing) {
+      if (!sameContent(existing, input)) throw new ClientMsgIdReused()
+      return { message: toMessageView(existing), created: false }
+    }
+    validateContent(input)
+    await assertMayWrite(conversation, senderId)
+    const attachments = input.attachments?.length ? await media.claimAttachments(senderId, input.attachments, conversationId) : []
+
+    const stored = await withConversationLock(conversationId, async () => {
+      for (let attempt = 0; attempt < 5; attempt++) {
+        const { changeSeq, lastSeq } = await nextChange(conversation._id)
+        const doc: MessageDoc = {
+          _id: new ObjectId(),
+          conversationId,
+          seq: lastSeq + 1,
+          changeSeq,
+          senderId,
+          clientMsgId: input.clientMsgId,
+          text: input.text ?? null,
+          attachments,
+          reactions: [],
+          createdAt: new Date(),
+          editedAt: null,
+          deletedAt: null
+        }
+        try {
+          await messages.insertOne(doc)
+        } catch (err) {
+          if (!isDuplicateKey(err)) throw err
+          const duplicate = await findExisting()
+          if (duplicate) return { doc: duplicate, created: false }
+          // The seq is taken: a sender stopped between storing its message and
+          // recording it on the conversation. Catch the counter up and retry.
+          const highest = await messages.find({ conversationId }).sort({ seq: -1 }).limit(1).next()
+          await conversationDocs.updateOne({ _id: conversation._id, lastSeq: { $lt: highest?.seq ?? 0 } }, { $set: { lastSeq: highest?.seq ?? 0 } })
+          continue
+        }
+        await conversationDocs.updateOne({ _id: conversation._id, lastSeq: { $lt: doc.seq } }, {
+          $set: {
+            lastSeq: doc.seq,
+            lastActivityAt: doc.createdAt,
+            updatedAt: doc.createdAt,
+            lastMessage: { seq: doc.seq, senderId, preview: preview(doc), createdAt: doc.createdAt, deleted: false }
+          }
+        })
+        return { doc, created: true }
+      }
+      throw new Busy()
+    })
+
+    const message = toMessageView(stored.doc)
+    if (stored.created) {
+      // The sender has read what they wrote.
+      await conversations.memberships.updateOne({ _id: conversations.membershipId(conversationId, senderId), lastReadSeq: { $lt: message.seq } }, { $set: { lastReadSeq: message.seq } })
+      await publish(conversation.memberIds, { type: 'message.created', data: { message } })
+    } else if (!sameContent(stored.doc, input)) {
+      throw new ClientMsgIdReused()
+    }
+    return { message, created: stored.created }
+  }
+
+  async function loadForMember (messageId: string, userId: string): Promise<{ message: MessageDoc, conversation: ConversationDoc }> {
+    const _id = parseObjectId(messageId)
+    const message = _id ? await messages.findOne({ _id }) : null
+    if (!message) throw new MessageNotFound()
+    try {
+      return { message, conversation: await conversations.getForMember(message.conversationId, userId) }
+    } catch {
+      // A message of a conversation you are not in does not exist for you either.
+      throw new MessageNotFound()
+    }
+  }
+
+  /** Applies `update` with the next change number, under the conversation lock, and announces the result. */
+  async function change (messageId: string, userId: string, check: (m: MessageDoc) => void, update: (m: MessageDoc) => MessageUpdate, eventType: 'message.updated' | 'message.deleted' | 'reaction.updated'): Promise<MessageView> {
+    const { message, conversation } = await loadForMember(messageId, userId)
+    check(message)
+    const updated = await withConversationLock(message.conversationId, async () => {
+      const fresh = await messages.findOne({ _id: message._id })
+      if (!fresh) throw new MessageNotFound()
+      check(fresh)
+      const { changeSeq } = await nextChange(conversation._id)
+      const operations = update(fresh)
+      const result = await messages.findOneAndUpdate({ _id: message._id }, { ...operations, $set: { ...operations.$set, changeSeq } }, { returnDocument: 'after' })
+      if (!result) throw new MessageNotFound()
+      // Keep the conversation list's preview true when its last message changes.
+      await conversationDocs.updateOne({ _id: conversation._id, 'lastMessage.seq': result.seq }, { $set: { 'lastMessage.preview': result.deletedAt ? '' : preview(result), 'lastMessage.deleted': result.deletedAt !== null } })
+      return result
+    })
+    const view = toMessageView(updated)
+    await publish(conversation.memberIds, { type: eventType, data: { message: view } })
+    return view
+  }
+
+  const assertSender = (userId: string) => (m: MessageDoc): void => {
+    if (m.senderId !== userId) throw new NotSender()
+    if (m.deletedAt) throw new MessageDeleted()
+  }
+  const assertNotDeleted = (m: MessageDoc): void => { if (m.deletedAt) throw new MessageDeleted() }
+
+  function edit (messageId: string, userId: string, text: string): Promise<MessageView> {
+    if (text.trim() === '') throw new EmptyMessage()
+    if (text.length > limits.maxLength) throw new MessageTooLong(String(limits.maxLength))
+    return change(messageId, userId, assertSender(userId), () => ({ $set: { text, editedAt: new Date() } }), 'message.updated')
+  }
+
+  function remove (messageId: string, userId: string): Promise<MessageView> {
+    return change(messageId, userId, assertSender(userId), () => ({ $set: { text: null, attachments: [], reactions: [], deletedAt: new Date() } }), 'message.deleted')
+  }
+
+  function react (messageId: string, userId: string, emoji: string, on: boolean): Promise<MessageView> {
+    return change(messageId, userId, (m) => {
+      assertNotDeleted(m)
+      if (on && m.reactions.length >= MAX_REACTIONS_PER_MESSAGE && !m.reactions.some((r) => r.emoji === emoji && r.userId === userId)) throw new TooManyReactions()
+    }, () => on ? { $addToSet: { reactions: { emoji, userId } } } : { $pull: { reactions: { emoji, userId } } }, 'reaction.updated')
+  }
+
+  /** A page of messages by seq: the latest by default, or before / after a seq. Ascending. */
+  async function history (conversationId: string, userId: string, opts: { before?: number, after?: number, limit: number }): Promise<{ messages: MessageView[], hasMore: boolean }> {
+    await conversations.getForMember(conversationId, userId)
+    const { before, after, limit } = opts
+    let docs: MessageDoc[]
+    if (after !== undefined) {
+      docs = await messages.find({ conversationId, seq: before !== undefined ? { $gt: after, $lt: before } : { $gt: after } }).sort({ seq: 1 }).limit(limit + 1).toArray()
+      const hasMore = docs.length > limit
+      return { messages: docs.slice(0, limit).map(toMessageView), hasMore }
+    }
+    docs = await messages.find(before !== undefined ? { conversationId, seq: { $lt: before } } : { conversationId }).sort({ seq: -1 }).limit(limit + 1).toArray()
+    const hasMore = docs.length > limit
+    return { messages: docs.slice(0, limit).reverse().map(toMessageView), hasMore }
+  }
+
+  /**
+   * Everything that changed after change number `since`, oldest first: new
+   * messages, edits, deletions (tombstones) and reactions, each as its current
+   * state. Applying the pages in order, keyed by seq, gives exactly the server's state.
+   */
+  async function changes (conversationId: string, userId: string, since: number, limit: number): Promise<{ changes: MessageView[], cursor: number, hasMore: boolean, lastSeq: number }> {
+    const conversation = await conversations.getForMember(conversationId, userId)
+    const docs = await messages.find({ conversationId, changeSeq: { $gt: since } }).sort({ changeSeq: 1 }).limit(limit + 1).toArray()
+    const page = docs.slice(0, limit)
+    return { changes: page.map(toMessageView), cursor: page.at(-1)?.changeSeq ?? since, hasMore: docs.length > limit, lastSeq: conversation.lastSeq }
+  }
+
+  /** Case-insensitive substring search in the caller's conversations; the query is escaped, never a pattern. */
+  async function search (userId: string, query: string, limit: number, conversationId?: string): Promise<MessageView[]> {
+    const ids = conversationId ? [(await conversations.getForMember(conversationId, userId))._id.toHexString()] : await conversations.memberConversationIds(userId, 1000)
+    if (ids.length === 0) return []
+    const docs = await messages.find({ conversationId: { $in: ids }, deletedAt: null, text: { $regex: escapeStringRegexp(query), $options: 'i' } })
+      .sort({ _id: -1 }).limit(limit).toArray()
+    return docs.map(toMessageView)
+  }
+
+  return { collection: messages, send, edit, remove, react, history, changes, search }
+}
