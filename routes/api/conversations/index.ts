@@ -15,7 +15,8 @@ const conversations: FastifyPluginAsyncTypebox = async (fastify) => {
 
   fastify.post('/', {
     schema: {
-      tags, security,
+      tags,
+      security,
       summary: 'Start a direct conversation or create a group',
       description: 'Direct: the same pair always gets the same conversation (201 the first time, 200 after, also under concurrent creates); BLOCKED (403) when that user blocked you. Group: you become its admin; GROUP_TOO_LARGE, USER_NOT_FOUND.',
       body: CreateConversationBody,
@@ -34,7 +35,8 @@ const conversations: FastifyPluginAsyncTypebox = async (fastify) => {
 
   fastify.get('/', {
     schema: {
-      tags, security,
+      tags,
+      security,
       summary: 'Your conversations, latest activity first, with last-message preview and unread count',
       querystring: ConversationListQuery,
       response: { 200: ConversationPage, ...errorResponses(400, 401, 500) }
@@ -43,28 +45,40 @@ const conversations: FastifyPluginAsyncTypebox = async (fastify) => {
 
   fastify.get('/:id', {
     schema: {
-      tags, security, summary: 'One conversation (404 unless you are a member)', params: IdParams,
+      tags,
+      security,
+      summary: 'One conversation (404 unless you are a member)',
+      params: IdParams,
       response: { 200: ref(Conversation), ...errorResponses(400, 401, 404, 500) }
     }
   }, async (request) => service.view(await service.getForMember(request.params.id, request.user.id), request.user.id))
 
   fastify.patch('/:id', {
     schema: {
-      tags, security, summary: 'Rename a group (admins)', params: IdParams, body: ConversationPatch,
+      tags,
+      security,
+      summary: 'Rename a group (admins)',
+      params: IdParams,
+      body: ConversationPatch,
       response: { 200: ref(Conversation), ...errorResponses(400, 401, 403, 404, 413, 415, 500) }
     }
   }, async (request) => service.view(await service.rename(request.params.id, request.user.id, request.body.title), request.user.id))
 
   fastify.post('/:id/members', {
     schema: {
-      tags, security, summary: 'Add members to a group (admins)', params: IdParams, body: AddMembersBody,
+      tags,
+      security,
+      summary: 'Add members to a group (admins)',
+      params: IdParams,
+      body: AddMembersBody,
       response: { 200: ref(Conversation), ...errorResponses(400, 401, 403, 404, 413, 415, 500) }
     }
   }, async (request) => service.view(await service.addMembers(request.params.id, request.user.id, request.body.userIds), request.user.id))
 
   fastify.delete('/:id/members/:userId', {
     schema: {
-      tags, security,
+      tags,
+      security,
       summary: 'Remove a member (admins), or leave (your own id)',
       description: '204 when you left (the conversation no longer exists for you), else the updated conversation.',
       params: MemberParams,
@@ -78,7 +92,11 @@ const conversations: FastifyPluginAsyncTypebox = async (fastify) => {
 
   fastify.put('/:id/mute', {
     schema: {
-      tags, security, summary: 'Mute notifications until a time (null unmutes)', params: IdParams, body: MuteBody,
+      tags,
+      security,
+      summary: 'Mute notifications until a time (null unmutes)',
+      params: IdParams,
+      body: MuteBody,
       response: { 200: ref(Conversation), ...errorResponses(400, 401, 404, 413, 415, 500) }
     }
   }, async (request) => {
@@ -88,10 +106,12 @@ const conversations: FastifyPluginAsyncTypebox = async (fastify) => {
 
   fastify.post('/:id/messages', {
     schema: {
-      tags: ['messages'], security,
+      tags: ['messages'],
+      security,
       summary: 'Send a message',
       description: '201 with the stored message and its seq. Resending the same clientMsgId returns the original (200) and never stores a second one; reusing it for different content is CLIENT_MSG_ID_REUSED (409). EMPTY_MESSAGE, MESSAGE_TOO_LONG, TOO_MANY_ATTACHMENTS, MEDIA_NOT_FOUND, BLOCKED.',
-      params: IdParams, body: SendBody,
+      params: IdParams,
+      body: SendBody,
       response: { 200: ref(Message), 201: ref(Message), ...errorResponses(400, 401, 403, 404, 409, 413, 415, 500, 503) }
     }
   }, async (request, reply) => {
@@ -101,27 +121,35 @@ const conversations: FastifyPluginAsyncTypebox = async (fastify) => {
 
   fastify.get('/:id/messages', {
     schema: {
-      tags: ['messages'], security,
+      tags: ['messages'],
+      security,
       summary: 'Message history by seq: the latest page, or before / after a seq',
       description: 'Ascending by seq. Deleted messages are tombstones (deleted: true, no text or attachments).',
-      params: IdParams, querystring: HistoryQuery,
+      params: IdParams,
+      querystring: HistoryQuery,
       response: { 200: MessagePage, ...errorResponses(400, 401, 404, 500) }
     }
   }, async (request) => messages.history(request.params.id, request.user.id, { ...request.query, limit: request.query.limit ?? 50 }))
 
   fastify.get('/:id/changes', {
     schema: {
-      tags: ['messages'], security,
+      tags: ['messages'],
+      security,
       summary: 'Catch up: everything that changed after a change number',
       description: 'New messages, edits, deletions and reactions, each as the message\'s current state, oldest change first. Start with since=0 (or the changeSeq you last saw), apply each page keyed by seq, continue with `cursor` while hasMore.',
-      params: IdParams, querystring: ChangesQuery,
+      params: IdParams,
+      querystring: ChangesQuery,
       response: { 200: ChangesPage, ...errorResponses(400, 401, 404, 500) }
     }
   }, async (request) => messages.changes(request.params.id, request.user.id, request.query.since, request.query.limit ?? 100))
 
   fastify.post('/:id/read', {
     schema: {
-      tags, security, summary: 'Mark read up to seq (never moves backwards)', params: IdParams, body: ReadBody,
+      tags,
+      security,
+      summary: 'Mark read up to seq (never moves backwards)',
+      params: IdParams,
+      body: ReadBody,
       response: { 200: ReadState, ...errorResponses(400, 401, 404, 413, 415, 500) }
     }
   }, async (request) => service.markRead(request.params.id, request.user.id, request.body.seq))

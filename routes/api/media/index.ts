@@ -13,7 +13,8 @@ const media: FastifyPluginAsyncTypebox = async (fastify) => {
 
   fastify.post('/', {
     schema: {
-      tags, security,
+      tags,
+      security,
       summary: 'Upload an image to attach to a message (multipart/form-data, one file)',
       description: 'Returns the id to put in a message\'s `attachments`. Type by magic bytes (UNSUPPORTED_IMAGE, 415); size up to UPLOAD_MAX_BYTES (UPLOAD_TOO_LARGE, 413).',
       consumes: ['multipart/form-data'],
@@ -26,7 +27,8 @@ const media: FastifyPluginAsyncTypebox = async (fastify) => {
 
   fastify.get('/:id', {
     schema: {
-      tags, security,
+      tags,
+      security,
       summary: 'Download an avatar or an attachment',
       description: 'Avatars are visible to every signed-in user; attachments to their uploader and the members of the conversation they were sent in.',
       params: IdParams,

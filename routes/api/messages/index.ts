@@ -11,29 +11,42 @@ const messages: FastifyPluginAsyncTypebox = async (fastify) => {
 
   fastify.patch('/:id', {
     schema: {
-      tags, security, summary: 'Edit your message', description: 'NOT_SENDER (403), MESSAGE_DELETED (409), MESSAGE_TOO_LONG.',
-      params: IdParams, body: EditBody,
+      tags,
+      security,
+      summary: 'Edit your message',
+      description: 'NOT_SENDER (403), MESSAGE_DELETED (409), MESSAGE_TOO_LONG.',
+      params: IdParams,
+      body: EditBody,
       response: { 200: ref(Message), ...errorResponses(400, 401, 403, 404, 409, 413, 415, 500, 503) }
     }
   }, async (request) => service.edit(request.params.id, request.user.id, request.body.text))
 
   fastify.delete('/:id', {
     schema: {
-      tags, security, summary: 'Delete your message (a tombstone stays)', params: IdParams,
+      tags,
+      security,
+      summary: 'Delete your message (a tombstone stays)',
+      params: IdParams,
       response: { 200: ref(Message), ...errorResponses(400, 401, 403, 404, 409, 500, 503) }
     }
   }, async (request) => service.remove(request.params.id, request.user.id))
 
   fastify.put('/:id/reactions/:emoji', {
     schema: {
-      tags, security, summary: 'React with an emoji', params: ReactionParams,
+      tags,
+      security,
+      summary: 'React with an emoji',
+      params: ReactionParams,
       response: { 200: ref(Message), ...errorResponses(400, 401, 403, 404, 409, 500, 503) }
     }
   }, async (request) => service.react(request.params.id, request.user.id, request.params.emoji, true))
 
   fastify.delete('/:id/reactions/:emoji', {
     schema: {
-      tags, security, summary: 'Take your reaction back', params: ReactionParams,
+      tags,
+      security,
+      summary: 'Take your reaction back',
+      params: ReactionParams,
       response: { 200: ref(Message), ...errorResponses(400, 401, 403, 404, 409, 500, 503) }
     }
   }, async (request) => service.react(request.params.id, request.user.id, request.params.emoji, false))

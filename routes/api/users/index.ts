@@ -24,14 +24,18 @@ const users: FastifyPluginAsyncTypebox = async (fastify) => {
 
   fastify.patch('/me', {
     schema: {
-      tags, security, summary: 'Change your display name or bio', body: ProfilePatch,
+      tags,
+      security,
+      summary: 'Change your display name or bio',
+      body: ProfilePatch,
       response: { 200: SelfUser, ...errorResponses(400, 401, 403, 413, 415, 500) }
     }
   }, async (request) => toSelfUser(await fastify.people.updateProfile(request.user.id, request.body)))
 
   fastify.put('/me/avatar', {
     schema: {
-      tags, security,
+      tags,
+      security,
       summary: 'Upload your avatar (multipart/form-data, one image file)',
       description: 'PNG, JPEG, WebP or GIF, decided by the file\'s magic bytes, not by its declared type (UNSUPPORTED_IMAGE, 415). Larger than UPLOAD_MAX_BYTES: UPLOAD_TOO_LARGE (413).',
       consumes: ['multipart/form-data'],
@@ -55,7 +59,9 @@ const users: FastifyPluginAsyncTypebox = async (fastify) => {
 
   fastify.get('/', {
     schema: {
-      tags, security, summary: 'Search the user directory by username or display name prefix',
+      tags,
+      security,
+      summary: 'Search the user directory by username or display name prefix',
       querystring: UserSearchQuery,
       response: { 200: UserPage, ...errorResponses(400, 401, 500) }
     }
@@ -63,7 +69,9 @@ const users: FastifyPluginAsyncTypebox = async (fastify) => {
 
   fastify.get('/:id', {
     schema: {
-      tags, security, summary: 'A user\'s public profile, with last seen',
+      tags,
+      security,
+      summary: 'A user\'s public profile, with last seen',
       params: IdParams,
       response: { 200: ref(PublicUser), ...errorResponses(400, 401, 404, 500) }
     }
@@ -75,7 +83,9 @@ const users: FastifyPluginAsyncTypebox = async (fastify) => {
 
   fastify.put('/:id/block', {
     schema: {
-      tags, security, summary: 'Block a user: they can no longer start a direct conversation with you or message you in one',
+      tags,
+      security,
+      summary: 'Block a user: they can no longer start a direct conversation with you or message you in one',
       params: IdParams,
       response: { 200: Done, ...errorResponses(400, 401, 403, 404, 500) }
     }
@@ -86,7 +96,9 @@ const users: FastifyPluginAsyncTypebox = async (fastify) => {
 
   fastify.delete('/:id/block', {
     schema: {
-      tags, security, summary: 'Unblock a user',
+      tags,
+      security,
+      summary: 'Unblock a user',
       params: IdParams,
       response: { 200: Done, ...errorResponses(400, 401, 403, 500) }
     }
