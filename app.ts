@@ -3,6 +3,7 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import Fastify, { type FastifyInstance, type FastifyPluginAsync, type FastifyServerOptions } from 'fastify'
 import autoload from '@fastify/autoload'
+import { AjvCompiler, type ValidatorFactory } from '@fastify/ajv-compiler'
 import fp from 'fastify-plugin'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { loadConfig, type ConfigInput, type ResolvedConfig } from './schemas/config.js'
@@ -37,15 +38,27 @@ export function serverOptions (config: ResolvedConfig): FastifyServerOptions {
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
     ajv: {
       customOptions: {
-        // Unknown properties are errors (schemas set additionalProperties: false)
-        // and types are never coerced in bodies: "1" is not a number.
+        // Unknown properties are errors (schemas set additionalProperties: false).
         removeAdditional: false,
-        coerceTypes: false,
         useDefaults: true,
         allErrors: false
       }
-    }
+    },
+    schemaController: { compilersFactory: { buildValidator: buildValidator as unknown as ValidatorFactory } }
   }
+}
+
+const validatorPool = AjvCompiler()
+interface RouteDefinition { schema: object, httpPart?: string }
+
+// Query strings, params and headers arrive as text and are coerced to their
+// schema types; JSON bodies are not: "1" is not a number there. (The compiler
+// is called with the route definition, which its published types do not say.)
+function buildValidator (externalSchemas: Record<string, object>, ajvOptions: { customOptions?: Record<string, unknown> }) {
+  const compiler = (coerceTypes: false | 'array') => validatorPool(externalSchemas, { ...ajvOptions, customOptions: { ...ajvOptions.customOptions, coerceTypes } }) as unknown as (route: RouteDefinition) => unknown
+  const strict = compiler(false)
+  const coercing = compiler('array')
+  return (route: RouteDefinition) => route.httpPart === 'body' ? strict(route) : coercing(route)
 }
 
 /** Builds the whole app: every plugin, then every route. */

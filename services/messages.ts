@@ -124,7 +124,8 @@ export function createMessageService (deps: { db: Db, redis: Redis, conversation
 
   /** The next change number of the conversation; gaps are harmless here, order is what counts. */
   async function nextChange (conversationId: ObjectId): Promise<{ changeSeq: number, lastSeq: number }> {
-    const doc = await conversationDocs.findOneAndUpdate({ _id: conversationId }, { $inc: { changeSeq: 1 } }, { returnDocument: 'after', projection: { changeSeq: 1, lastSeq: 1 } })
+    // No projection: FerretDB 1.24's findAndModify does not support one.
+    const doc = await conversationDocs.findOneAndUpdate({ _id: conversationId }, { $inc: { changeSeq: 1 } }, { returnDocument: 'after' })
     if (!doc) throw new MessageNotFound()
     return { changeSeq: doc.changeSeq, lastSeq: doc.lastSeq }
   }

@@ -31,3 +31,22 @@ export async function registerUser (app: FastifyInstance, smtp: TestSmtp, overri
   const body = verified.json()
   return { id: body.user.id, email, username, password, accessToken: body.accessToken, refreshToken: body.refreshToken, auth: { authorization: `Bearer ${body.accessToken}` } }
 }
+
+let fixtureHash: Promise<string> | undefined
+
+/**
+ * A user created straight through the services (the registration flow itself
+ * is exercised end to end in auth.test.ts), signed in with a real session.
+ */
+export async function createUser (app: FastifyInstance, name?: string): Promise<TestUser> {
+  const { hashPassword } = await import('../services/passwords.js')
+  fixtureHash ??= hashPassword('fixture password 1')
+  const id = uniqueId()
+  const username = name ?? `u_${id}`
+  const email = `${username.toLowerCase()}_${id}@example.com`
+  const user = await app.users.create({ email, username, passwordHash: await fixtureHash })
+  const userId = user._id.toHexString()
+  const { sessionId, refreshToken } = await app.sessions.create(userId)
+  const accessToken = app.jwt.sign({ sub: userId, sid: sessionId, typ: 'access' })
+  return { id: userId, email, username, password: 'fixture password 1', accessToken, refreshToken, auth: { authorization: `Bearer ${accessToken}` } }
+}
