@@ -1,0 +1,59 @@
+// Two app instances on one Redis and one database, as in production behind a
+// load balancer: numbering, idempotency and direct-conversation creation must
+// hold across them.
+import t from 'tap'
+import { build } from './helper.js'
+import { createUser } from './accounts.js'
+
+async function twoInstances (t: Parameters<typeof build>[0]) {
+  const one = await build(t)
+  const { MONGODB_DB, REDIS_PREFIX, JWT_SECRET, HASH_SECRET } = one.config
+  const two = await build(t, { MONGODB_DB, REDIS_PREFIX, JWT_SECRET, HASH_SECRET })
+  return [one, two] as const
+}
+
+t.test('200 parallel sends into one conversation from two instances give seq 1..200 exactly', async (t) => {
+  const [one, two] = await twoInstances(t)
+  const [ada, bob] = [await createUser(one), await createUser(one)]
+  const conv = (await one.inject({ method: 'POST', url: '/api/conversations', headers: ada.auth, payload: { type: 'direct', userId: bob.id } })).json()
+  const results = await Promise.all(Array.from({ length: 200 }, (_, i) => {
+    const app = i % 2 === 0 ? one : two
+    const user = i % 3 === 0 ? bob : ada
+    return app.inject({ method: 'POST', url: `/api/conversations/${conv.id}/messages`, headers: user.auth, payload: { clientMsgId: `p${i}`, text: `parallel ${i}` } })
+  }))
+  t.same(results.map((r) => r.statusCode).filter((s) => s !== 201), [], 'every send succeeded')
+  const seqs = results.map((r) => r.json().seq as number).sort((a, b) => a - b)
+  t.same(seqs, Array.from({ length: 200 }, (_, i) => i + 1), 'no gap, no duplicate')
+  const stored = await one.mongo.db.collection('messages').find({ conversationId: conv.id }).sort({ seq: 1 }).toArray()
+  t.equal(stored.length, 200)
+  t.same(stored.map((m) => m.seq), seqs)
+  const view = (await two.inject({ url: `/api/conversations/${conv.id}`, headers: ada.auth })).json()
+  t.equal(view.lastSeq, 200)
+  t.equal(new Set(stored.map((m) => m.changeSeq)).size, 200, 'every change has its own number')
+})
+
+t.test('parallel resends of one clientMsgId on two instances store one message', async (t) => {
+  const [one, two] = await twoInstances(t)
+  const [ada, bob] = [await createUser(one), await createUser(one)]
+  const conv = (await one.inject({ method: 'POST', url: '/api/conversations', headers: ada.auth, payload: { type: 'direct', userId: bob.id } })).json()
+  const results = await Promise.all(Array.from({ length: 30 }, (_, i) => (i % 2 ? one : two).inject({
+    method: 'POST', url: `/api/conversations/${conv.id}/messages`, headers: ada.auth, payload: { clientMsgId: 'retry-me', text: 'only once' }
+  })))
+  t.equal(results.filter((r) => r.statusCode === 201).length, 1, 'one created')
+  t.equal(results.filter((r) => r.statusCode === 200).length, 29, 'the rest return it')
+  t.equal(new Set(results.map((r) => r.json().id)).size, 1, 'all the same message')
+  t.equal(await one.mongo.db.collection('messages').countDocuments({ conversationId: conv.id }), 1)
+})
+
+t.test('parallel direct creates on two instances give one conversation', async (t) => {
+  const [one, two] = await twoInstances(t)
+  const [ada, bob] = [await createUser(one), await createUser(one)]
+  const results = await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 ? one : two).inject({
+    method: 'POST', url: '/api/conversations', headers: (i % 4 < 2 ? ada : bob).auth, payload: { type: 'direct', userId: i % 4 < 2 ? bob.id : ada.id }
+  })))
+  t.equal(results.filter((r) => r.statusCode === 201).length, 1)
+  t.equal(results.filter((r) => r.statusCode === 200).length, 19)
+  t.equal(new Set(results.map((r) => r.json().id)).size, 1)
+  t.equal(await one.mongo.db.collection('conversations').countDocuments({ type: 'direct' }), 1)
+  t.equal(await one.mongo.db.collection('memberships').countDocuments(), 2)
+})
