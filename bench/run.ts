@@ -1,8 +1,9 @@
 // `npm run bench [scenario…]`: each scenario measures Parley next to a bare
 // Fastify hello-world started in the same run, and prints JSON with ratios.
-// Scenarios: http, auth (default: all). BENCH_DURATION (s) and BENCH_CONNECTIONS tune it.
+// Scenarios: http, auth, chat (default: all). BENCH_DURATION (s) and BENCH_CONNECTIONS tune it.
 import { connections, duration, measure, ratio, startHello, startParley } from './lib.js'
 import { authScenario } from './auth.js'
+import { chatScenario } from './chat.js'
 
 type Scenario = () => Promise<Record<string, unknown>>
 
@@ -25,7 +26,8 @@ const scenarios: Record<string, Scenario> = {
       await Promise.allSettled([hello.stop(), parley.stop()])
     }
   },
-  auth: authScenario
+  auth: authScenario,
+  chat: chatScenario
 }
 
 const wanted = process.argv.slice(2)
