@@ -9,7 +9,7 @@ export default fp(async (fastify) => {
       info: {
         title: 'Parley API',
         version: '0.1.0',
-        description: 'Real-time chat backend. Every error has the shape {statusCode, code, error, message} with a stable `code`.'
+        description: 'Real-time chat backend. Every error has the shape {statusCode, code, error, message} with a stable `code`. The WebSocket protocol (/ws) is described in AsyncAPI 3 at [/docs/asyncapi.json](/docs/asyncapi.json).'
       },
       tags: [
         { name: 'health', description: 'Liveness and readiness probes' },
@@ -17,7 +17,8 @@ export default fp(async (fastify) => {
         { name: 'users', description: 'Profiles, avatars, the user directory, blocks' },
         { name: 'conversations', description: 'Direct conversations and groups, members, read state' },
         { name: 'messages', description: 'Sending, history, catch-up, edits, deletions, reactions, search' },
-        { name: 'media', description: 'Image uploads and downloads' }
+        { name: 'media', description: 'Image uploads and downloads' },
+        { name: 'realtime', description: 'The WebSocket at /ws: its protocol is described by the AsyncAPI document at /docs/asyncapi.json' }
       ],
       components: {
         securitySchemes: {

@@ -42,6 +42,14 @@ export const ConfigSchema = Type.Object({
   MESSAGE_MAX_LENGTH: Type.Integer({ default: 4000, minimum: 1, maximum: 100000, description: 'Characters per message text' }),
   MESSAGE_MAX_ATTACHMENTS: Type.Integer({ default: 10, minimum: 0, maximum: 100 }),
   GROUP_MAX_MEMBERS: Type.Integer({ default: 256, minimum: 2, maximum: 10000 }),
+  WS_MAX_CONNECTIONS_PER_USER: Type.Integer({ default: 20, minimum: 1, maximum: 1000 }),
+  WS_RATE_PER_SECOND: Type.Number({ default: 20, minimum: 0.1, description: 'Frames a connection may send per second (sustained)' }),
+  WS_RATE_BURST: Type.Integer({ default: 40, minimum: 1, description: 'Frames a connection may send at once' }),
+  WS_MAX_BUFFERED_BYTES: Type.Integer({ default: 1048576, minimum: 1024, description: 'A socket whose unsent data passes this is closed (1013)' }),
+  WS_HEARTBEAT_MS: Type.Integer({ default: 30000, minimum: 100, description: 'Ping interval; a socket that missed the previous pong is terminated' }),
+  PRESENCE_TTL_S: Type.Integer({ default: 60, minimum: 1, maximum: 3600, description: 'How long a connection counts as online without a heartbeat (dead instances)' }),
+  PRESENCE_GRACE_MS: Type.Integer({ default: 3000, minimum: 0, maximum: 60000, description: 'Delay before a user whose last socket closed is announced offline' }),
+  TYPING_TTL_MS: Type.Integer({ default: 5000, minimum: 500, maximum: 60000 }),
   MAX_EVENT_LOOP_DELAY_MS: Type.Integer({ default: 1000, minimum: 0, description: '503 when the event loop lags more than this (0 disables)' })
 }, { additionalProperties: false })
 

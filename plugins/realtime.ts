@@ -1,0 +1,317 @@
+// The WebSocket gateway's engine: the sockets of this instance, delivery of
+// events from the shared Redis channel, presence heartbeats, frame handling.
+// The /ws route itself (handshake) is in routes/ws.
+import fp from 'fastify-plugin'
+import { randomUUID } from 'node:crypto'
+import type { FastifyBaseLogger, FastifyError } from 'fastify'
+import type { WebSocket } from 'ws'
+import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler'
+import type { TSchema } from '@sinclair/typebox'
+import createError from '@fastify/error'
+import { CLOSE, RequestEnvelope, requestData, type RequestData, type RequestType } from '../schemas/ws.js'
+import type { RealtimeEvent } from '../services/events.js'
+import type { MessageService } from '../services/messages.js'
+import { createPresenceService, type PresenceService } from '../services/presence.js'
+import type { EventEnvelope } from './events.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    presence: PresenceService
+    realtime: {
+      /** Takes over an authenticated, upgraded socket. */
+      accept: (socket: WebSocket, user: { id: string, sessionId: string }) => Promise<void>
+      /** Open sockets on this instance. */
+      connectionCount: () => number
+    }
+  }
+}
+
+const BadFrame = createError('BAD_FRAME', '%s', 400)
+const UnknownType = createError('UNKNOWN_TYPE', 'Unknown request type "%s"', 400)
+const FrameInvalid = createError('VALIDATION_ERROR', '%s', 400)
+const RateLimited = createError('RATE_LIMITED', 'Too many frames; slow down', 429)
+
+const MESSAGE_EVENTS = new Set(['message.created', 'message.updated', 'message.deleted', 'reaction.updated'])
+const MAX_SYNC_BUFFER = 2000
+const DELIVERED_MEMORY = 1000
+
+interface Client {
+  id: string
+  userId: string
+  sessionId: string
+  socket: WebSocket
+  alive: boolean
+  tokens: number
+  refilledAt: number
+  strikes: number
+  typingAt: Map<string, number>
+  /** Conversations being caught up: live message events wait here until the catch-up is sent. */
+  syncing: Map<string, RealtimeEvent[]>
+  /** changeSeqs already sent live, per conversation, so a catch-up does not repeat them. */
+  delivered: Map<string, Set<number>>
+}
+
+const envelopeCheck = TypeCompiler.Compile(RequestEnvelope)
+const dataChecks = Object.fromEntries(Object.entries(requestData).map(([type, schema]) => [type, TypeCompiler.Compile(schema as TSchema)])) as Record<RequestType, TypeCheck<TSchema>>
+
+function changeOf (event: RealtimeEvent): { conversationId: string, changeSeq: number } | undefined {
+  if (!MESSAGE_EVENTS.has(event.type)) return undefined
+  const message = event.data.message as { conversationId: string, changeSeq: number } | undefined
+  return message ? { conversationId: message.conversationId, changeSeq: message.changeSeq } : undefined
+}
+
+export default fp(async (fastify) => {
+  const config = fastify.config
+  const log: FastifyBaseLogger = fastify.log.child({ component: 'realtime' })
+  const clients = new Map<string, Set<Client>>()
+  let count = 0
+
+  const presence = createPresenceService({ redis: fastify.redis, db: fastify.mongo.db, users: fastify.users, publish: fastify.publish, ttlS: config.PRESENCE_TTL_S, graceMs: config.PRESENCE_GRACE_MS })
+  fastify.decorate('presence', presence)
+
+  function send (client: Client, frame: unknown): void {
+    const { socket } = client
+    if (socket.readyState !== socket.OPEN) return
+    // A consumer that cannot keep up is cut off rather than buffered for without limit.
+    if (socket.bufferedAmount > config.WS_MAX_BUFFERED_BYTES) {
+      log.warn({ userId: client.userId, buffered: socket.bufferedAmount }, 'slow consumer closed')
+      socket.close(CLOSE.overloaded, 'slow consumer')
+      return
+    }
+    socket.send(JSON.stringify(frame))
+  }
+
+  function remember (client: Client, conversationId: string, changeSeq: number): void {
+    let seen = client.delivered.get(conversationId)
+    if (!seen) client.delivered.set(conversationId, seen = new Set())
+    seen.add(changeSeq)
+    if (seen.size > DELIVERED_MEMORY) seen.delete(seen.values().next().value!)
+  }
+
+  function deliverEvent (client: Client, event: RealtimeEvent): void {
+    const change = changeOf(event)
+    if (change) {
+      const waiting = client.syncing.get(change.conversationId)
+      if (waiting) {
+        if (waiting.length < MAX_SYNC_BUFFER) waiting.push(event)
+        return
+      }
+      remember(client, change.conversationId, change.changeSeq)
+    }
+    send(client, { type: event.type, data: event.data })
+  }
+
+  function deliver (envelope: EventEnvelope): void {
+    for (const userId of envelope.userIds) {
+      const local = clients.get(userId)
+      if (!local) continue
+      for (const client of local) {
+        if (envelope.event.type === 'session.revoked') {
+          const ended = envelope.event.data.sessionIds as string[]
+          if (!ended.includes(client.sessionId)) continue
+          send(client, { type: 'session.revoked', data: envelope.event.data })
+          client.socket.close(CLOSE.sessionEnded, 'session ended')
+          continue
+        }
+        deliverEvent(client, envelope.event)
+      }
+    }
+  }
+
+  // Every instance listens on the one events channel.
+  const subscriber = fastify.redisConnection('events-subscriber', { maxRetriesPerRequest: null })
+  let interrupted = false
+  subscriber.on('message', (_channel, raw) => {
+    try {
+      deliver(JSON.parse(raw) as EventEnvelope)
+    } catch (err) {
+      log.error({ err }, 'undeliverable event')
+    }
+  })
+  subscriber.on('close', () => { interrupted = true })
+  // ioredis resubscribes by itself after a reconnect; events published in
+  // between are gone, so every client is told to catch up.
+  subscriber.on('ready', () => {
+    if (!interrupted) return
+    interrupted = false
+    log.warn('events channel restored; asking clients to catch up')
+    for (const local of clients.values()) for (const client of local) send(client, { type: 'resync', data: { reason: 'events-interrupted' } })
+  })
+  await subscriber.subscribe(fastify.eventsChannel)
+
+  fastify.onSessionsRevoked(async (userId, sessionIds) => {
+    await fastify.publish([userId], { type: 'session.revoked', data: { sessionIds } })
+  })
+
+  function takeToken (client: Client): boolean {
+    const now = Date.now()
+    client.tokens = Math.min(config.WS_RATE_BURST, client.tokens + ((now - client.refilledAt) / 1000) * config.WS_RATE_PER_SECOND)
+    client.refilledAt = now
+    if (client.tokens < 1) return false
+    client.tokens -= 1
+    return true
+  }
+
+  type Handler<T extends RequestType> = (client: Client, data: RequestData<T>) => Promise<unknown>
+  const handlers: { [T in RequestType]: Handler<T> } = {
+    send: async (client, data) => {
+      const { conversationId, ...input } = data
+      return fastify.messages.send(conversationId, client.userId, input)
+    },
+    edit: async (client, data) => ({ message: await fastify.messages.edit(data.messageId, client.userId, data.text) }),
+    delete: async (client, data) => ({ message: await fastify.messages.remove(data.messageId, client.userId) }),
+    react: async (client, data) => ({ message: await fastify.messages.react(data.messageId, client.userId, data.emoji, data.on) }),
+    typing: async (client, data) => {
+      const conversation = await fastify.conversations.getForMember(data.conversationId, client.userId)
+      const state = data.state ?? 'start'
+      const now = Date.now()
+      // At most one start a second per conversation goes out; stops always do.
+      if (state === 'start' && now - (client.typingAt.get(data.conversationId) ?? 0) < 1000) return { sent: false }
+      client.typingAt.set(data.conversationId, now)
+      const others = conversation.memberIds.filter((id) => id !== client.userId)
+      await fastify.publish(others, { type: 'typing', data: { conversationId: data.conversationId, userId: client.userId, state, expiresAt: new Date(now + config.TYPING_TTL_MS).toISOString() } })
+      return { sent: true }
+    },
+    read: async (client, data) => fastify.conversations.markRead(data.conversationId, client.userId, data.seq),
+    sync: async (client, data) => {
+      // Hold live events of these conversations from now on, then fetch: what
+      // is committed before the fetch is in it, what comes after is held.
+      for (const { conversationId } of data.conversations) if (!client.syncing.has(conversationId)) client.syncing.set(conversationId, [])
+      const results: Array<{ conversationId: string } & Awaited<ReturnType<MessageService['changes']>>> = []
+      try {
+        for (const { conversationId, since } of data.conversations) {
+          const page = await fastify.messages.changes(conversationId, client.userId, since, data.limit ?? 500)
+          const seen = client.delivered.get(conversationId)
+          results.push({ conversationId, ...page, changes: page.changes.filter((m) => !seen?.has(m.changeSeq)) })
+        }
+      } catch (err) {
+        for (const { conversationId } of data.conversations) client.syncing.delete(conversationId)
+        throw err
+      }
+      return {
+        result: { conversations: results },
+        // After the ack: release what was held, minus what the catch-up already had.
+        after: () => {
+          for (const page of results) {
+            if (page.hasMore) continue // still catching up: keep holding until the last page
+            const held = client.syncing.get(page.conversationId) ?? []
+            client.syncing.delete(page.conversationId)
+            const sent = new Set(page.changes.map((m) => m.changeSeq))
+            held
+              .filter((event) => { const c = changeOf(event)!; return c.changeSeq > page.cursor && !sent.has(c.changeSeq) })
+              .sort((a, b) => changeOf(a)!.changeSeq - changeOf(b)!.changeSeq)
+              .forEach((event) => deliverEvent(client, event))
+          }
+        }
+      }
+    },
+    presence: async (client, data) => {
+      const conversations = await fastify.mongo.db.collection<{ memberIds: string[] }>('conversations').find({ memberIds: client.userId }, { projection: { memberIds: 1 } }).toArray()
+      const contacts = new Set(conversations.flatMap((c) => c.memberIds))
+      // Only people you share a conversation with: presence is not public.
+      return { users: await presence.states(data.userIds.filter((id) => contacts.has(id) || id === client.userId)) }
+    },
+    ping: async () => ({ pong: Date.now() })
+  }
+
+  function fail (client: Client, ref: string | null, err: unknown): void {
+    const e = err as FastifyError
+    if (e.statusCode !== undefined && e.statusCode < 500 && typeof e.code === 'string') {
+      send(client, { type: 'error', ref, code: e.code === 'FST_ERR_VALIDATION' ? 'VALIDATION_ERROR' : e.code, message: e.message })
+      return
+    }
+    log.error({ err, userId: client.userId }, 'websocket request failed')
+    send(client, { type: 'error', ref, code: e.statusCode === 503 ? e.code ?? 'SERVICE_UNAVAILABLE' : 'INTERNAL_ERROR', message: e.statusCode === 503 ? e.message : 'Internal Server Error' })
+  }
+
+  async function onFrame (client: Client, raw: Buffer, isBinary: boolean): Promise<void> {
+    if (!takeToken(client)) {
+      client.strikes++
+      // Errors first; a client that keeps going regardless is cut off.
+      if (client.strikes > config.WS_RATE_BURST) client.socket.close(CLOSE.policy, 'rate limit')
+      else fail(client, null, new RateLimited())
+      return
+    }
+    if (isBinary) return fail(client, null, new BadFrame('Frames must be JSON text'))
+    let frame: unknown
+    try {
+      frame = JSON.parse(raw.toString('utf8'))
+    } catch {
+      return fail(client, null, new BadFrame('Frame is not valid JSON'))
+    }
+    if (!envelopeCheck.Check(frame)) return fail(client, null, new BadFrame('Frame must be {type, ref?, data?}'))
+    const ref = frame.ref ?? null
+    const type = frame.type as RequestType
+    if (!Object.hasOwn(handlers, type)) return fail(client, ref, new UnknownType(frame.type))
+    const data = frame.data ?? {}
+    const check = dataChecks[type]
+    if (!check.Check(data)) {
+      const first = check.Errors(data).First()
+      return fail(client, ref, new FrameInvalid(first ? `data${first.path.replaceAll('/', '.')} ${first.message}` : 'Invalid data'))
+    }
+    try {
+      const result = await (handlers[type] as Handler<RequestType>)(client, data as never)
+      if (type === 'sync') {
+        const { result: body, after } = result as { result: unknown, after: () => void }
+        send(client, { type: 'ack', ref, data: body })
+        after()
+      } else {
+        send(client, { type: 'ack', ref, data: result })
+      }
+    } catch (err) {
+      fail(client, ref, err)
+    }
+  }
+
+  async function accept (socket: WebSocket, user: { id: string, sessionId: string }): Promise<void> {
+    const client: Client = { id: randomUUID(), userId: user.id, sessionId: user.sessionId, socket, alive: true, tokens: config.WS_RATE_BURST, refilledAt: Date.now(), strikes: 0, typingAt: new Map(), syncing: new Map(), delivered: new Map() }
+    let local = clients.get(user.id)
+    if (!local) clients.set(user.id, local = new Set())
+    local.add(client)
+    count++
+
+    socket.on('pong', () => { client.alive = true })
+    socket.on('message', (raw: Buffer, isBinary: boolean) => { onFrame(client, raw, isBinary).catch((err) => fail(client, null, err)) })
+    socket.on('error', (err) => log.debug({ err }, 'websocket error'))
+    socket.on('close', () => {
+      local.delete(client)
+      if (local.size === 0) clients.delete(user.id)
+      count--
+      if (!closing) presence.disconnected(user.id, client.id).catch((err) => log.warn({ err }, 'presence update failed'))
+    })
+    await presence.connected(user.id, client.id)
+  }
+
+  // Dead sockets (no pong since the last ping) are terminated.
+  const heartbeat = setInterval(() => {
+    for (const local of clients.values()) {
+      for (const client of local) {
+        if (!client.alive) { client.socket.terminate(); continue }
+        client.alive = false
+        client.socket.ping()
+      }
+    }
+  }, config.WS_HEARTBEAT_MS)
+  // Presence entries of live sockets are kept from expiring; expired ones
+  // (dead instances) are swept.
+  const presenceTimer = setInterval(() => {
+    const entries = [...clients.values()].flatMap((local) => [...local].map((c) => ({ userId: c.userId, connectionId: c.id })))
+    presence.heartbeat(entries)
+      .then(() => presence.sweep())
+      .catch((err) => log.warn({ err }, 'presence heartbeat failed'))
+  }, Math.max(200, (config.PRESENCE_TTL_S * 1000) / 3))
+  heartbeat.unref()
+  presenceTimer.unref()
+
+  // The sockets themselves are closed (1012) by plugins/websocket.ts. Their
+  // presence entries are left to lapse: clients reconnect elsewhere, and those
+  // that do not are announced offline by the sweep of a surviving instance.
+  let closing = false
+  fastify.addHook('preClose', async () => {
+    closing = true
+    clearInterval(heartbeat)
+    clearInterval(presenceTimer)
+  })
+
+  fastify.decorate('realtime', { accept, connectionCount: () => count })
+}, { name: 'realtime', dependencies: ['config', 'db', 'redis', 'events', 'accounts', 'chat', 'websocket'] })

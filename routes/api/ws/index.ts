@@ -1,0 +1,27 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type } from '@sinclair/typebox'
+import { errorResponses } from '../../../schemas/common.js'
+import { issueTicket, TICKET_TTL_S } from '../../../services/tickets.js'
+
+const TicketResponse = Type.Object({
+  ticket: Type.String({ description: 'Open the socket with /ws?ticket=<ticket>; works once, within expiresIn seconds' }),
+  expiresIn: Type.Integer()
+})
+
+const ws: FastifyPluginAsyncTypebox = async (fastify) => {
+  fastify.post('/ticket', {
+    preHandler: fastify.authenticate,
+    config: { rateLimit: { max: fastify.config.AUTH_RATE_LIMIT_MAX, timeWindow: 60_000 } },
+    schema: {
+      tags: ['realtime'],
+      security: [{ bearerAuth: [] }, { cookieAuth: [] }],
+      summary: 'A single-use ticket to open the WebSocket from a browser on another origin',
+      description: 'See the AsyncAPI document at /docs/asyncapi.json for the WebSocket protocol.',
+      response: { 201: TicketResponse, ...errorResponses(401, 403, 429, 500) }
+    }
+  }, async (request, reply) => {
+    return reply.code(201).send({ ticket: await issueTicket(fastify.redis, request.user), expiresIn: TICKET_TTL_S })
+  })
+}
+
+export default ws

@@ -1,0 +1,109 @@
+// Presence across instances, in Redis. Every open socket is an entry
+// `${userId}|${connectionId}` in one sorted set, scored by when it expires; the
+// instance holding the socket pushes that forward on every heartbeat. A user is
+// online while any entry of theirs is unexpired. When an instance dies without
+// cleaning up, its entries simply expire, and whichever instance sweeps first
+// (ZREM succeeds for exactly one) announces the user offline.
+import type { Redis } from 'ioredis'
+import type { Db } from 'mongodb'
+import type { UserService } from './users.js'
+import type { Publish } from './events.js'
+
+const ENTRIES = 'presence:entries'
+const userKey = (userId: string): string => `presence:user:${userId}`
+
+export interface PresenceState { userId: string, online: boolean, lastSeenAt: string | null }
+
+export type PresenceService = ReturnType<typeof createPresenceService>
+
+export function createPresenceService (deps: { redis: Redis, db: Db, users: UserService, publish: Publish, ttlS: number, graceMs: number }) {
+  const { redis, db, users, publish, ttlS, graceMs } = deps
+  const ttlMs = ttlS * 1000
+
+  async function liveCount (userId: string, now = Date.now()): Promise<number> {
+    return redis.zcount(userKey(userId), now, '+inf')
+  }
+
+  /** Everyone who shares a conversation with the user: they get the user's presence. */
+  async function contacts (userId: string): Promise<string[]> {
+    const conversations = await db.collection<{ memberIds: string[] }>('conversations').find({ memberIds: userId }, { projection: { memberIds: 1 } }).toArray()
+    const ids = new Set(conversations.flatMap((c) => c.memberIds))
+    ids.add(userId)
+    return [...ids]
+  }
+
+  async function announce (userId: string, online: boolean): Promise<void> {
+    let lastSeenAt: string | null = null
+    if (!online) {
+      const at = new Date()
+      const user = await users.findById(userId)
+      if (user) await users.collection.updateOne({ _id: user._id }, { $set: { lastSeenAt: at } })
+      lastSeenAt = at.toISOString()
+    }
+    await publish(await contacts(userId), { type: 'presence', data: { userId, online, lastSeenAt } })
+  }
+
+  async function connected (userId: string, connectionId: string): Promise<void> {
+    const now = Date.now()
+    const wasOnline = await liveCount(userId, now) > 0
+    const expiry = now + ttlMs
+    await redis.multi()
+      .zadd(userKey(userId), expiry, connectionId)
+      .pexpire(userKey(userId), ttlMs * 2)
+      .zadd(ENTRIES, expiry, `${userId}|${connectionId}`)
+      .exec()
+    if (!wasOnline) await announce(userId, true)
+  }
+
+  /** Pushes the expiry of these connections forward (each instance, on its heartbeat). */
+  async function heartbeat (entries: Array<{ userId: string, connectionId: string }>): Promise<void> {
+    if (entries.length === 0) return
+    const expiry = Date.now() + ttlMs
+    const multi = redis.multi()
+    for (const { userId, connectionId } of entries) {
+      multi.zadd(userKey(userId), 'XX', expiry, connectionId).pexpire(userKey(userId), ttlMs * 2).zadd(ENTRIES, 'XX', expiry, `${userId}|${connectionId}`)
+    }
+    await multi.exec()
+  }
+
+  async function wentAway (userId: string): Promise<void> {
+    if (await liveCount(userId) === 0) await announce(userId, false)
+  }
+
+  async function disconnected (userId: string, connectionId: string): Promise<void> {
+    await redis.multi().zrem(userKey(userId), connectionId).zrem(ENTRIES, `${userId}|${connectionId}`).exec()
+    // A reconnect within the grace period (page reload, network switch) is not an absence.
+    if (graceMs === 0) return wentAway(userId)
+    setTimeout(() => { wentAway(userId).catch(() => {}) }, graceMs).unref()
+  }
+
+  /** Removes expired entries (sockets of dead instances) and announces who went offline. */
+  async function sweep (): Promise<number> {
+    const now = Date.now()
+    const expired = await redis.zrangebyscore(ENTRIES, '-inf', now, 'LIMIT', 0, 500)
+    let handled = 0
+    for (const entry of expired) {
+      if (await redis.zrem(ENTRIES, entry) !== 1) continue // another instance took it
+      const [userId, connectionId] = entry.split('|') as [string, string]
+      await redis.zrem(userKey(userId), connectionId)
+      handled++
+      await wentAway(userId)
+    }
+    return handled
+  }
+
+  async function states (userIds: string[]): Promise<PresenceState[]> {
+    const now = Date.now()
+    const pipeline = redis.pipeline()
+    for (const id of userIds) pipeline.zcount(userKey(id), now, '+inf')
+    const counts = (await pipeline.exec()) ?? []
+    const profiles = await Promise.all(userIds.map((id) => users.findById(id)))
+    return userIds.map((userId, i) => ({
+      userId,
+      online: Number(counts[i]?.[1] ?? 0) > 0,
+      lastSeenAt: profiles[i]?.lastSeenAt?.toISOString() ?? null
+    }))
+  }
+
+  return { connected, heartbeat, disconnected, sweep, states, liveCount }
+}
