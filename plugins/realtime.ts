@@ -19,9 +19,11 @@ declare module 'fastify' {
     presence: PresenceService
     realtime: {
       /** Takes over an authenticated, upgraded socket. */
-      accept: (socket: WebSocket, user: { id: string, sessionId: string }) => Promise<void>
+      accept: (socket: WebSocket, user: { id: string, sessionId: string }, options?: { holdUntilSync?: boolean }) => Promise<void>
       /** Open sockets on this instance. */
       connectionCount: () => number
+      /** Sockets this instance has cut off, by reason. */
+      stats: () => { slowConsumers: number, rateLimited: number, deadPeers: number }
     }
   }
 }
@@ -34,6 +36,7 @@ const RateLimited = createError('RATE_LIMITED', 'Too many frames; slow down', 42
 const MESSAGE_EVENTS = new Set(['message.created', 'message.updated', 'message.deleted', 'reaction.updated'])
 const MAX_SYNC_BUFFER = 2000
 const DELIVERED_MEMORY = 1000
+const HOLD_UNTIL_SYNC_MS = 10_000
 
 interface Client {
   id: string
@@ -49,6 +52,18 @@ interface Client {
   syncing: Map<string, RealtimeEvent[]>
   /** changeSeqs already sent live, per conversation, so a catch-up does not repeat them. */
   delivered: Map<string, Set<number>>
+  /**
+   * A resuming client (?resume=1) gets no message events until its first sync:
+   * they wait here, so that the catch-up comes first and nothing arrives twice.
+   */
+  held: RealtimeEvent[] | null
+  heldOverflow: boolean
+  /**
+   * Per conversation, the change number a catch-up brought the client to. An
+   * event for a change at or below it can still arrive afterwards (published
+   * after the catch-up read it) and is dropped: the client has that state.
+   */
+  caughtUpTo: Map<string, number>
 }
 
 // Frames are validated by Ajv with the options HTTP bodies get, so a value is
@@ -69,6 +84,7 @@ export default fp(async (fastify) => {
   const log: FastifyBaseLogger = fastify.log.child({ component: 'realtime' })
   const clients = new Map<string, Set<Client>>()
   let count = 0
+  const stats = { slowConsumers: 0, rateLimited: 0, deadPeers: 0 }
 
   const presence = createPresenceService({ redis: fastify.redis, db: fastify.mongo.db, users: fastify.users, publish: fastify.publish, ttlS: config.PRESENCE_TTL_S, graceMs: config.PRESENCE_GRACE_MS })
   fastify.decorate('presence', presence)
@@ -79,7 +95,10 @@ export default fp(async (fastify) => {
     // A consumer that cannot keep up is cut off rather than buffered for without limit.
     if (socket.bufferedAmount > config.WS_MAX_BUFFERED_BYTES) {
       log.warn({ userId: client.userId, buffered: socket.bufferedAmount }, 'slow consumer closed')
+      stats.slowConsumers++
       socket.close(CLOSE.overloaded, 'slow consumer')
+      // It is not reading, so it may never read the close frame either.
+      setTimeout(() => socket.terminate(), 1000).unref()
       return
     }
     socket.send(JSON.stringify(frame))
@@ -94,12 +113,18 @@ export default fp(async (fastify) => {
 
   function deliverEvent (client: Client, event: RealtimeEvent): void {
     const change = changeOf(event)
+    if (change && client.held) {
+      if (client.held.length < MAX_SYNC_BUFFER) client.held.push(event)
+      else client.heldOverflow = true
+      return
+    }
     if (change) {
       const waiting = client.syncing.get(change.conversationId)
       if (waiting) {
         if (waiting.length < MAX_SYNC_BUFFER) waiting.push(event)
         return
       }
+      if (change.changeSeq <= (client.caughtUpTo.get(change.conversationId) ?? 0)) return
       remember(client, change.conversationId, change.changeSeq)
     }
     send(client, { type: event.type, data: event.data })
@@ -181,6 +206,15 @@ export default fp(async (fastify) => {
       // Hold live events of these conversations from now on, then fetch: what
       // is committed before the fetch is in it, what comes after is held.
       for (const { conversationId } of data.conversations) if (!client.syncing.has(conversationId)) client.syncing.set(conversationId, [])
+      // Events held since the handshake join the hold of their conversation.
+      const heldBefore = client.held
+      client.held = null
+      const passOn: RealtimeEvent[] = []
+      for (const event of heldBefore ?? []) {
+        const waiting = client.syncing.get(changeOf(event)!.conversationId)
+        if (waiting) waiting.push(event)
+        else passOn.push(event)
+      }
       const results: Array<{ conversationId: string } & Awaited<ReturnType<MessageService['changes']>>> = []
       try {
         for (const { conversationId, since } of data.conversations) {
@@ -190,6 +224,7 @@ export default fp(async (fastify) => {
         }
       } catch (err) {
         for (const { conversationId } of data.conversations) client.syncing.delete(conversationId)
+        for (const event of passOn) deliverEvent(client, event)
         throw err
       }
       return {
@@ -200,11 +235,17 @@ export default fp(async (fastify) => {
             if (page.hasMore) continue // still catching up: keep holding until the last page
             const held = client.syncing.get(page.conversationId) ?? []
             client.syncing.delete(page.conversationId)
+            client.caughtUpTo.set(page.conversationId, Math.max(page.cursor, client.caughtUpTo.get(page.conversationId) ?? 0))
             const sent = new Set(page.changes.map((m) => m.changeSeq))
             held
-              .filter((event) => { const c = changeOf(event)!; return c.changeSeq > page.cursor && !sent.has(c.changeSeq) })
+              .filter((event) => !sent.has(changeOf(event)!.changeSeq))
               .sort((a, b) => changeOf(a)!.changeSeq - changeOf(b)!.changeSeq)
               .forEach((event) => deliverEvent(client, event))
+          }
+          for (const event of passOn) deliverEvent(client, event)
+          if (client.heldOverflow) {
+            client.heldOverflow = false
+            send(client, { type: 'resync', data: { reason: 'too-many-held-events' } })
           }
         }
       }
@@ -232,8 +273,12 @@ export default fp(async (fastify) => {
     if (!takeToken(client)) {
       client.strikes++
       // Errors first; a client that keeps going regardless is cut off.
-      if (client.strikes > config.WS_RATE_BURST) client.socket.close(CLOSE.policy, 'rate limit')
-      else fail(client, null, new RateLimited())
+      if (client.strikes > config.WS_RATE_BURST) {
+        stats.rateLimited++
+        client.socket.close(CLOSE.policy, 'rate limit')
+      } else {
+        fail(client, null, new RateLimited())
+      }
       return
     }
     if (isBinary) return fail(client, null, new BadFrame('Frames must be JSON text'))
@@ -267,8 +312,16 @@ export default fp(async (fastify) => {
     }
   }
 
-  async function accept (socket: WebSocket, user: { id: string, sessionId: string }): Promise<void> {
-    const client: Client = { id: randomUUID(), userId: user.id, sessionId: user.sessionId, socket, alive: true, tokens: config.WS_RATE_BURST, refilledAt: Date.now(), strikes: 0, typingAt: new Map(), syncing: new Map(), delivered: new Map() }
+  async function accept (socket: WebSocket, user: { id: string, sessionId: string }, options: { holdUntilSync?: boolean } = {}): Promise<void> {
+    const client: Client = { id: randomUUID(), userId: user.id, sessionId: user.sessionId, socket, alive: true, tokens: config.WS_RATE_BURST, refilledAt: Date.now(), strikes: 0, typingAt: new Map(), syncing: new Map(), delivered: new Map(), held: options.holdUntilSync ? [] : null, heldOverflow: false, caughtUpTo: new Map() }
+    if (client.held) {
+      // A client that asked to resume but never syncs gets its events anyway.
+      setTimeout(() => {
+        const held = client.held
+        client.held = null
+        for (const event of held ?? []) deliverEvent(client, event)
+      }, HOLD_UNTIL_SYNC_MS).unref()
+    }
     let local = clients.get(user.id)
     if (!local) clients.set(user.id, local = new Set())
     local.add(client)
@@ -290,7 +343,11 @@ export default fp(async (fastify) => {
   const heartbeat = setInterval(() => {
     for (const local of clients.values()) {
       for (const client of local) {
-        if (!client.alive) { client.socket.terminate(); continue }
+        if (!client.alive) {
+          stats.deadPeers++
+          client.socket.terminate()
+          continue
+        }
         client.alive = false
         client.socket.ping()
       }
@@ -317,5 +374,5 @@ export default fp(async (fastify) => {
     clearInterval(presenceTimer)
   })
 
-  fastify.decorate('realtime', { accept, connectionCount: () => count })
+  fastify.decorate('realtime', { accept, connectionCount: () => count, stats: () => ({ ...stats }) })
 }, { name: 'realtime', dependencies: ['config', 'db', 'redis', 'events', 'accounts', 'chat', 'websocket'] })

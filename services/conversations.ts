@@ -170,10 +170,15 @@ export function createConversationService (db: Db, people: PeopleService, publis
       await conversations.insertOne(conversation)
     } catch (err) {
       if (!isDuplicateKey(err)) throw err
-      // Concurrent or earlier creation: the unique key makes it the same one.
-      conversation = (await conversations.findOne({ key }))!
       created = false
     }
+    // Whatever the insert said, the stored one is the conversation: under heavy
+    // concurrent load FerretDB 1.24 was seen to acknowledge an insert that the
+    // unique key had in fact refused.
+    const stored = await conversations.findOne({ key })
+    if (!stored) throw new ConversationNotFound()
+    if (!stored._id.equals(conversation._id)) created = false
+    conversation = stored
     // Also repairs memberships if an earlier creation stopped half-way.
     await ensureMemberships(conversation._id.toHexString(), pair)
     if (created) await announce(conversation)

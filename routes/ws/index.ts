@@ -21,7 +21,7 @@ const ws: FastifyPluginAsync = async (fastify) => {
     if (!allowed.has(origin)) throw new OriginNotAllowed()
   }
 
-  fastify.get<{ Querystring: { ticket?: string } }>('/', {
+  fastify.get<{ Querystring: { ticket?: string, resume?: string } }>('/', {
     websocket: true,
     schema: { hide: true },
     onRequest: async (request, reply) => {
@@ -37,7 +37,8 @@ const ws: FastifyPluginAsync = async (fastify) => {
       if (await fastify.presence.liveCount(request.user.id) >= fastify.config.WS_MAX_CONNECTIONS_PER_USER) throw new TooManyConnections()
     }
   }, (socket, request) => {
-    fastify.realtime.accept(socket, { id: request.user.id, sessionId: request.user.sessionId })
+    // ?resume=1: the client will send `sync` first; hold message events until then.
+    fastify.realtime.accept(socket, { id: request.user.id, sessionId: request.user.sessionId }, { holdUntilSync: request.query.resume === '1' })
       .catch((err) => {
         request.log.error({ err }, 'could not register socket')
         socket.close(1011, 'internal error')
