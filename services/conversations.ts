@@ -6,7 +6,7 @@
 // state (read position, mute) lives in `memberships`, one document per member.
 import { ObjectId, type Collection, type Db } from 'mongodb'
 import createError from '@fastify/error'
-import { isDuplicateKey, parseObjectId, type PublicUser } from './users.js'
+import { isDuplicateKey, parseObjectId, upsertRetrying, type PublicUser } from './users.js'
 import { decodeCursor, encodeCursor, UserNotFound, type PeopleService } from './people.js'
 import type { Publish } from './events.js'
 
@@ -79,13 +79,13 @@ export function createConversationService (db: Db, people: PeopleService, publis
   async function ensureMemberships (conversationId: string, userIds: string[]): Promise<void> {
     if (userIds.length === 0) return
     const now = new Date()
-    await memberships.bulkWrite(userIds.map((userId) => ({
+    await upsertRetrying(() => memberships.bulkWrite(userIds.map((userId) => ({
       updateOne: {
         filter: { _id: membershipId(conversationId, userId) },
         update: { $setOnInsert: { conversationId, userId, lastReadSeq: 0, mutedUntil: null, joinedAt: now } },
         upsert: true
       }
-    })), { ordered: false })
+    })), { ordered: false }))
   }
 
   async function assertUsersExist (userIds: string[]): Promise<void> {
@@ -96,8 +96,10 @@ export function createConversationService (db: Db, people: PeopleService, publis
   /** The conversation, if `userId` is a member; to anyone else it does not exist. */
   async function getForMember (conversationId: string, userId: string): Promise<ConversationDoc> {
     const _id = parseObjectId(conversationId)
-    const conversation = _id ? await conversations.findOne({ _id, memberIds: userId }) : null
-    if (!conversation) throw new ConversationNotFound()
+    // By _id alone, membership checked here: a filter of only _id is the one
+    // FerretDB 1.24 (SQLite) answers from its primary key instead of a scan.
+    const conversation = _id ? await conversations.findOne({ _id }) : null
+    if (!conversation?.memberIds.includes(userId)) throw new ConversationNotFound()
     return conversation
   }
 
@@ -170,15 +172,10 @@ export function createConversationService (db: Db, people: PeopleService, publis
       await conversations.insertOne(conversation)
     } catch (err) {
       if (!isDuplicateKey(err)) throw err
+      // Concurrent or earlier creation: the unique key makes it the same one.
+      conversation = (await conversations.findOne({ key }))!
       created = false
     }
-    // Whatever the insert said, the stored one is the conversation: under heavy
-    // concurrent load FerretDB 1.24 was seen to acknowledge an insert that the
-    // unique key had in fact refused.
-    const stored = await conversations.findOne({ key })
-    if (!stored) throw new ConversationNotFound()
-    if (!stored._id.equals(conversation._id)) created = false
-    conversation = stored
     // Also repairs memberships if an earlier creation stopped half-way.
     await ensureMemberships(conversation._id.toHexString(), pair)
     if (created) await announce(conversation)
@@ -273,11 +270,10 @@ export function createConversationService (db: Db, people: PeopleService, publis
   async function markRead (conversationId: string, userId: string, seq: number): Promise<{ lastReadSeq: number, unreadCount: number }> {
     const doc = await getForMember(conversationId, userId)
     const target = Math.min(seq, doc.lastSeq)
-    const id = membershipId(conversationId, userId)
-    const moved = await memberships.updateOne({ _id: id, lastReadSeq: { $lt: target } }, { $set: { lastReadSeq: target } })
-    const state = await memberships.findOne({ _id: id })
-    const lastReadSeq = state?.lastReadSeq ?? 0
-    if (moved.modifiedCount > 0) {
+    const before = await memberships.findOneAndUpdate({ _id: membershipId(conversationId, userId) }, { $max: { lastReadSeq: target } }, { returnDocument: 'before' })
+    const previous = before?.lastReadSeq ?? 0
+    const lastReadSeq = Math.max(previous, target)
+    if (lastReadSeq > previous) {
       await publish(doc.memberIds, { type: 'read.updated', data: { conversationId, userId, lastReadSeq } })
     }
     return { lastReadSeq, unreadCount: Math.max(0, doc.lastSeq - lastReadSeq) }

@@ -9,6 +9,7 @@
 // before it). The unique indexes (conversation+seq, conversation+sender+
 // clientMsgId) are the last word: should the mutex ever be lost, a clash is
 // detected and retried instead of stored twice.
+import { createHash } from 'node:crypto'
 import { ObjectId, type Collection, type Db } from 'mongodb'
 import type { Redis } from 'ioredis'
 import { Mutex } from 'redis-semaphore'
@@ -86,6 +87,15 @@ export function toMessageView (m: MessageDoc): MessageView {
   }
 }
 
+/**
+ * A message's id follows from who sent it where with which clientMsgId, so a
+ * resend finds the original by _id alone (a primary-key lookup on FerretDB as
+ * on MongoDB) and a second insert collides on _id. 96 bits of SHA-256.
+ */
+export function messageIdFor (conversationId: string, senderId: string, clientMsgId: string): ObjectId {
+  return new ObjectId(createHash('sha256').update(`${conversationId}|${senderId}|${clientMsgId}`).digest().subarray(0, 12))
+}
+
 const preview = (m: Pick<MessageDoc, 'text' | 'attachments'>): string => m.text ? m.text.slice(0, 120) : m.attachments.length > 0 ? '[image]' : ''
 
 export interface SendInput {
@@ -151,7 +161,8 @@ export function createMessageService (deps: { db: Db, redis: Redis, conversation
   /** Sends, or returns the message already sent with this clientMsgId (created: false). */
   async function send (conversationId: string, senderId: string, input: SendInput): Promise<{ message: MessageView, created: boolean }> {
     const conversation = await conversations.getForMember(conversationId, senderId)
-    const findExisting = () => messages.findOne({ conversationId, senderId, clientMsgId: input.clientMsgId })
+    const _id = messageIdFor(conversationId, senderId, input.clientMsgId)
+    const findExisting = () => messages.findOne({ _id })
     const existing = await findExisting()
     if (existing) {
       if (!sameContent(existing, input)) throw new ClientMsgIdReused()
@@ -165,7 +176,7 @@ export function createMessageService (deps: { db: Db, redis: Redis, conversation
       for (let attempt = 0; attempt < 5; attempt++) {
         const { changeSeq, lastSeq } = await nextChange(conversation._id)
         const doc: MessageDoc = {
-          _id: new ObjectId(),
+          _id,
           conversationId,
           seq: lastSeq + 1,
           changeSeq,
@@ -187,12 +198,14 @@ export function createMessageService (deps: { db: Db, redis: Redis, conversation
           // The seq is taken: a sender stopped between storing its message and
           // recording it on the conversation. Catch the counter up and retry.
           const highest = await messages.find({ conversationId }).sort({ seq: -1 }).limit(1).next()
-          await conversationDocs.updateOne({ _id: conversation._id, lastSeq: { $lt: highest?.seq ?? 0 } }, { $set: { lastSeq: highest?.seq ?? 0 } })
+          await conversationDocs.updateOne({ _id: conversation._id }, { $max: { lastSeq: highest?.seq ?? 0 } })
           continue
         }
-        await conversationDocs.updateOne({ _id: conversation._id, lastSeq: { $lt: doc.seq } }, {
+        // Filters are _id only (FerretDB answers those from its primary key);
+        // $max keeps the counter from ever going back.
+        await conversationDocs.updateOne({ _id: conversation._id }, {
+          $max: { lastSeq: doc.seq },
           $set: {
-            lastSeq: doc.seq,
             lastActivityAt: doc.createdAt,
             updatedAt: doc.createdAt,
             lastMessage: { seq: doc.seq, senderId, preview: preview(doc), createdAt: doc.createdAt, deleted: false }
@@ -206,7 +219,7 @@ export function createMessageService (deps: { db: Db, redis: Redis, conversation
     const message = toMessageView(stored.doc)
     if (stored.created) {
       // The sender has read what they wrote.
-      await conversations.memberships.updateOne({ _id: conversations.membershipId(conversationId, senderId), lastReadSeq: { $lt: message.seq } }, { $set: { lastReadSeq: message.seq } })
+      await conversations.memberships.updateOne({ _id: conversations.membershipId(conversationId, senderId) }, { $max: { lastReadSeq: message.seq } })
       await publish(conversation.memberIds, { type: 'message.created', data: { message } })
     } else if (!sameContent(stored.doc, input)) {
       throw new ClientMsgIdReused()
@@ -238,8 +251,12 @@ export function createMessageService (deps: { db: Db, redis: Redis, conversation
       const operations = update(fresh)
       const result = await messages.findOneAndUpdate({ _id: message._id }, { ...operations, $set: { ...operations.$set, changeSeq } }, { returnDocument: 'after' })
       if (!result) throw new MessageNotFound()
-      // Keep the conversation list's preview true when its last message changes.
-      await conversationDocs.updateOne({ _id: conversation._id, 'lastMessage.seq': result.seq }, { $set: { 'lastMessage.preview': result.deletedAt ? '' : preview(result), 'lastMessage.deleted': result.deletedAt !== null } })
+      // Keep the conversation list's preview true when its last message changes
+      // (read under the lock, so no send can slip in between).
+      const current = await conversationDocs.findOne({ _id: conversation._id })
+      if (current?.lastMessage?.seq === result.seq) {
+        await conversationDocs.updateOne({ _id: conversation._id }, { $set: { 'lastMessage.preview': result.deletedAt ? '' : preview(result), 'lastMessage.deleted': result.deletedAt !== null } })
+      }
       return result
     })
     const view = toMessageView(updated)
@@ -302,7 +319,7 @@ export function createMessageService (deps: { db: Db, redis: Redis, conversation
     const ids = conversationId ? [(await conversations.getForMember(conversationId, userId))._id.toHexString()] : await conversations.memberConversationIds(userId, 1000)
     if (ids.length === 0) return []
     const docs = await messages.find({ conversationId: { $in: ids }, deletedAt: null, text: { $regex: escapeStringRegexp(query), $options: 'i' } })
-      .sort({ _id: -1 }).limit(limit).toArray()
+      .sort({ createdAt: -1 }).limit(limit).toArray()
     return docs.map(toMessageView)
   }
 

@@ -1,7 +1,7 @@
 // Profiles, the user directory and blocks.
 import type { Collection, Db, Filter } from 'mongodb'
 import createError from '@fastify/error'
-import { parseObjectId, toPublicUser, type PublicUser, type UserDoc, type UserService } from './users.js'
+import { parseObjectId, toPublicUser, upsertRetrying, type PublicUser, type UserDoc, type UserService } from './users.js'
 
 export const UserNotFound = createError('USER_NOT_FOUND', 'No such user', 404)
 export const CannotBlockSelf = createError('CANNOT_BLOCK_SELF', 'You cannot block yourself', 400)
@@ -79,7 +79,7 @@ export function createPeopleService (db: Db, users: UserService) {
   async function block (blockerId: string, blockedId: string): Promise<void> {
     if (blockerId === blockedId) throw new CannotBlockSelf()
     if (!await users.findById(blockedId)) throw new UserNotFound()
-    await blocks.updateOne({ _id: `${blockerId}:${blockedId}` }, { $setOnInsert: { blockerId, blockedId, createdAt: new Date() } }, { upsert: true })
+    await upsertRetrying(() => blocks.updateOne({ _id: `${blockerId}:${blockedId}` }, { $setOnInsert: { blockerId, blockedId, createdAt: new Date() } }, { upsert: true }))
   }
 
   async function unblock (blockerId: string, blockedId: string): Promise<void> {

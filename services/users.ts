@@ -55,6 +55,21 @@ export class DuplicateUserError extends Error {
 
 export const isDuplicateKey = (err: unknown): boolean => err instanceof MongoServerError && err.code === 11000
 
+/**
+ * Runs an upsert, once more if it lost a race: two concurrent upserts of one
+ * key can both try to insert, and the loser gets a duplicate-key error (MongoDB
+ * retries some of these itself, FerretDB does not). The retry finds the
+ * document and updates it instead.
+ */
+export async function upsertRetrying<T> (upsert: () => Promise<T>): Promise<T> {
+  try {
+    return await upsert()
+  } catch (err) {
+    if (!isDuplicateKey(err)) throw err
+    return upsert()
+  }
+}
+
 /** Parses a 24-hex id; anything else is simply "no such id". */
 export function parseObjectId (id: string): ObjectId | null {
   return /^[0-9a-f]{24}$/i.test(id) ? new ObjectId(id) : null
