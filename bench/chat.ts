@@ -8,7 +8,7 @@ import { hashPassword } from '../services/passwords.js'
 import type { UserDoc } from '../services/users.js'
 import type { ConversationDoc, MembershipDoc } from '../services/conversations.js'
 import type { MessageDoc } from '../services/messages.js'
-import { measure, ratio, startHello, startParley, type Started } from './lib.js'
+import { embeddedUrls, measure, ratio, startHello, startParley, type Started } from './lib.js'
 
 const USERS = Number(process.env.BENCH_USERS ?? 1000)
 const CONVERSATIONS = Number(process.env.BENCH_CONVERSATIONS ?? 10_000)
@@ -85,8 +85,7 @@ export async function chatScenario (): Promise<Record<string, unknown>> {
   const hello = await startHello()
   const parley = await startParley({ AUTH_RATE_LIMIT_MAX: '100000000' })
   try {
-    const mongoUri = /started (?:ferretdb|mongod) \(pid \d+\) at (mongodb:\/\/\S+),/.exec(parley.output())?.[1]
-    if (!mongoUri) throw new Error('could not find the embedded MongoDB-wire server')
+    const mongoUri = embeddedUrls(parley).MONGODB_URI
     const seedStarted = Date.now()
     const { users, conversationsByUser } = await seed(mongoUri)
     const seedSeconds = Math.round((Date.now() - seedStarted) / 100) / 10

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
@@ -67,8 +67,9 @@ export function startHello (): Promise<Started> {
 export async function startParley (extraEnv: NodeJS.ProcessEnv = {}): Promise<Started> {
   const cwd = await mkdtemp(join(tmpdir(), 'parley-bench-'))
   const env: NodeJS.ProcessEnv = { ...process.env, PORT: '0', LOG_LEVEL: 'warn', NODE_ENV: 'development', ...extraEnv }
-  delete env.MONGODB_URI
-  delete env.REDIS_URL
+  // Its own embedded servers, unless told which to use (a second instance).
+  if (!extraEnv.MONGODB_URI) delete env.MONGODB_URI
+  if (!extraEnv.REDIS_URL) delete env.REDIS_URL
   // server.ts prints "[parley] listening at URL" whatever the log level.
   const started = await startProcess([join(root, 'dist/server.js')], /\[parley\] listening at (http:\/\/127\.0\.0\.1:\d+)/, env, cwd)
   const stop = started.stop
@@ -87,3 +88,22 @@ export async function measure (opts: Options): Promise<Measured> {
 }
 
 export const ratio = (a: number, b: number): number => Math.round((a / b) * 1000) / 1000
+
+/** The servers an embedded-default instance started, from what it printed. */
+export function embeddedUrls (started: Started): { MONGODB_URI: string, REDIS_URL: string } {
+  const MONGODB_URI = /started (?:ferretdb|mongod) \(pid \d+\) at (mongodb:\/\/\S+),/.exec(started.output())?.[1]
+  const REDIS_URL = /started redis-server \(pid \d+\) at (redis:\/\/\S+),/.exec(started.output())?.[1]
+  if (!MONGODB_URI || !REDIS_URL) throw new Error('could not find the embedded servers in the output')
+  return { MONGODB_URI, REDIS_URL }
+}
+
+/** Resident memory of a process, in bytes (Linux). */
+export async function rss (pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8')
+  return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) * 1024
+}
+
+export function percentile (sorted: number[], p: number): number {
+  if (sorted.length === 0) return 0
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!
+}

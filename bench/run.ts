@@ -1,9 +1,10 @@
 // `npm run bench [scenario…]`: each scenario measures Parley next to a bare
 // Fastify hello-world started in the same run, and prints JSON with ratios.
-// Scenarios: http, auth, chat (default: all). BENCH_DURATION (s) and BENCH_CONNECTIONS tune it.
+// Scenarios: http, auth, chat, ws, ws-idle (default: all). BENCH_DURATION (s) and BENCH_CONNECTIONS tune it.
 import { connections, duration, measure, ratio, startHello, startParley } from './lib.js'
 import { authScenario } from './auth.js'
 import { chatScenario } from './chat.js'
+import { wsIdleScenario, wsScenario } from './ws.js'
 
 type Scenario = () => Promise<Record<string, unknown>>
 
@@ -27,7 +28,9 @@ const scenarios: Record<string, Scenario> = {
     }
   },
   auth: authScenario,
-  chat: chatScenario
+  chat: chatScenario,
+  ws: wsScenario,
+  'ws-idle': wsIdleScenario
 }
 
 const wanted = process.argv.slice(2)

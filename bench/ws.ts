@@ -1,0 +1,220 @@
+// WebSocket load: BENCH_WS_CLIENTS clients spread over BENCH_WS_INSTANCES real
+// server processes (one Redis, one database), in groups of 10, each sending
+// BENCH_WS_RATE messages a second. Reports delivered messages per second,
+// send→receive latency and server RSS per connection, and checks that every
+// message reached every member exactly once. The same load against a bare `ws`
+// fan-out server in one process is the ceiling. `ws-idle` holds
+// BENCH_WS_IDLE sockets (20,000 by default) on one instance and reports RSS per socket.
+import { execSync, spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import { randomBytes } from 'node:crypto'
+import WebSocket from 'ws'
+import { MongoClient, ObjectId } from 'mongodb'
+import { hashPassword } from '../services/passwords.js'
+import type { UserDoc } from '../services/users.js'
+import { duration, embeddedUrls, percentile, ratio, root, rss, startParley, type Started } from './lib.js'
+
+const CLIENTS = Number(process.env.BENCH_WS_CLIENTS ?? 200)
+const INSTANCES = Number(process.env.BENCH_WS_INSTANCES ?? 2)
+const RATE = Number(process.env.BENCH_WS_RATE ?? 1)
+const GROUP = 10
+const PASSWORD = 'bench password 1'
+const tsx = pathToFileURL(join(root, 'node_modules/tsx/dist/loader.mjs')).href
+
+interface LoadResult {
+  sent: number
+  acked: number
+  delivered: number
+  expected: number
+  duplicates: number
+  missing: number
+  deliveredPerSecond: number
+  latencyP50Ms: number
+  latencyP99Ms: number
+  errors: number
+}
+
+/**
+ * Drives `sockets[i]` (member of group i / 10) at RATE sends a second for the
+ * bench duration, then waits for stragglers. `send(socket, i, n)` sends message n of client i.
+ */
+async function drive (sockets: WebSocket[], frameFor: (client: number, n: number) => string): Promise<LoadResult> {
+  const sentAt = new Map<string, number>()
+  const receipts = new Map<string, number>() // `${clientMsgId}|${receiver}` → count
+  const latencies: number[] = []
+  let acked = 0
+  let errors = 0
+  sockets.forEach((socket, receiver) => {
+    socket.on('message', (raw) => {
+      const frame = JSON.parse(raw.toString()) as { type: string, data?: { message?: { clientMsgId: string } } }
+      if (frame.type === 'ack') { acked++; return }
+      if (frame.type === 'error') { errors++; return }
+      if (frame.type !== 'message.created' || !frame.data?.message) return
+      const id = frame.data.message.clientMsgId
+      const key = `${id}|${receiver}`
+      receipts.set(key, (receipts.get(key) ?? 0) + 1)
+      const at = sentAt.get(id)
+      if (at !== undefined) latencies.push(performance.now() - at)
+    })
+  })
+  const started = performance.now()
+  const end = started + duration * 1000
+  let sent = 0
+  await Promise.all(sockets.map(async (socket, client) => {
+    // Spread the clients over the first second.
+    await new Promise((resolve) => setTimeout(resolve, Math.random() * 1000 / RATE))
+    for (let n = 0; performance.now() < end; n++) {
+      const id = `c${client}-${n}`
+      sentAt.set(id, performance.now())
+      socket.send(frameFor(client, n))
+      sent++
+      await new Promise((resolve) => setTimeout(resolve, 1000 / RATE))
+    }
+  }))
+  const expected = sent * GROUP
+  const deadline = performance.now() + 15000
+  while (latencies.length < expected && performance.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50))
+  const elapsed = (performance.now() - started) / 1000
+  let duplicates = 0
+  for (const count of receipts.values()) if (count > 1) duplicates += count - 1
+  latencies.sort((a, b) => a - b)
+  return {
+    sent,
+    acked,
+    delivered: latencies.length,
+    expected,
+    duplicates,
+    missing: Math.max(0, expected - (latencies.length - duplicates)),
+    deliveredPerSecond: Math.round(latencies.length / elapsed),
+    latencyP50Ms: Math.round(percentile(latencies, 50) * 10) / 10,
+    latencyP99Ms: Math.round(percentile(latencies, 99) * 10) / 10,
+    errors
+  }
+}
+
+async function openSockets (urls: string[]): Promise<WebSocket[]> {
+  return Promise.all(urls.map((url, i) => new Promise<WebSocket>((resolve, reject) => {
+    const socket = new WebSocket(url, { perMessageDeflate: false, headers: headersFor[i] ?? {} })
+    socket.once('open', () => resolve(socket))
+    socket.once('error', reject)
+  })))
+}
+let headersFor: Array<Record<string, string>> = []
+
+async function seedUsers (mongoUri: string, count: number): Promise<UserDoc[]> {
+  const client = new MongoClient(mongoUri)
+  await client.connect()
+  const passwordHash = await hashPassword(PASSWORD)
+  const at = new Date()
+  const users: UserDoc[] = Array.from({ length: count }, (_, i) => {
+    const name = `ws${String(i).padStart(6, '0')}`
+    return { _id: new ObjectId(), email: `${name}@bench.example`, username: name, usernameLower: name, displayName: name, displayNameLower: name, bio: '', avatarId: null, passwordHash, createdAt: at, updatedAt: at, passwordChangedAt: at, lastSeenAt: null }
+  })
+  await client.db('parley').collection<UserDoc>('users').insertMany(users)
+  await client.close()
+  return users
+}
+
+async function api (base: string, path: string, body: unknown, token?: string): Promise<any> {
+  const res = await fetch(`${base}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) }, body: JSON.stringify(body) })
+  if (res.status >= 300) throw new Error(`${path}: ${res.status} ${await res.text()}`)
+  return res.json()
+}
+
+async function startBaseline (): Promise<{ url: string, pid: number, stop: () => Promise<void> }> {
+  const child = spawn(process.execPath, ['--import', tsx, join(root, 'bench/ws-baseline.ts')], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const [chunk] = await once(child.stdout!, 'data') as [Buffer]
+  const port = /listening (\d+)/.exec(chunk.toString())?.[1]
+  return { url: `ws://127.0.0.1:${port}`, pid: child.pid!, stop: async () => { child.kill('SIGTERM'); await once(child, 'exit') } }
+}
+
+export async function wsScenario (): Promise<Record<string, unknown>> {
+  const secrets = { JWT_SECRET: randomBytes(32).toString('hex'), HASH_SECRET: randomBytes(32).toString('hex') }
+  const common = { ...secrets, AUTH_RATE_LIMIT_MAX: '100000000', WS_RATE_PER_SECOND: '1000', WS_RATE_BURST: '1000', PRESENCE_GRACE_MS: '0' }
+  const first = await startParley(common)
+  const instances: Started[] = [first]
+  try {
+    const shared = embeddedUrls(first)
+    for (let i = 1; i < INSTANCES; i++) instances.push(await startParley({ ...common, ...shared }))
+    const users = await seedUsers(shared.MONGODB_URI, CLIENTS)
+    const tokens: string[] = []
+    for (const user of users) tokens.push((await api(first.url, '/api/auth/login', { login: user.username, password: PASSWORD })).accessToken)
+    const groups: string[] = []
+    for (let g = 0; g * GROUP < CLIENTS; g++) {
+      const members = users.slice(g * GROUP, (g + 1) * GROUP).map((u) => u._id.toHexString())
+      groups.push((await api(first.url, '/api/conversations', { type: 'group', title: `bench ${g}`, memberIds: members.slice(1) }, tokens[g * GROUP])).id)
+    }
+
+    // Parley: client i on instance i % INSTANCES.
+    const rssBefore = await Promise.all(instances.map((s) => rss(s.child.pid!)))
+    headersFor = tokens.map((token) => ({ authorization: `Bearer ${token}` }))
+    const sockets = await openSockets(tokens.map((_, i) => `${instances[i % INSTANCES]!.url.replace('http', 'ws')}/ws`))
+    await new Promise((resolve) => setTimeout(resolve, 1000))
+    const rssConnected = await Promise.all(instances.map((s) => rss(s.child.pid!)))
+    const parley = await drive(sockets, (client, n) => JSON.stringify({ type: 'send', ref: `${n}`, data: { conversationId: groups[Math.floor(client / GROUP)], clientMsgId: `c${client}-${n}`, text: `bench message ${n} from ${client}` } }))
+    for (const s of sockets) s.terminate()
+
+    // The ceiling: same clients, same groups, bare ws in one process.
+    const baseline = await startBaseline()
+    headersFor = []
+    const bareSockets = await openSockets(tokens.map((_, i) => `${baseline.url}/?group=${Math.floor(i / GROUP)}`))
+    const bare = await drive(bareSockets, (client, n) => JSON.stringify({ type: 'send', ref: `${n}`, data: { clientMsgId: `c${client}-${n}`, text: `bench message ${n} from ${client}` } }))
+    for (const s of bareSockets) s.terminate()
+    await baseline.stop()
+
+    const rssPerConnection = rssConnected.reduce((sum, after, i) => sum + after - rssBefore[i]!, 0) / CLIENTS
+    return {
+      setup: { clients: CLIENTS, instances: INSTANCES, groupSize: GROUP, ratePerClient: RATE, seconds: duration },
+      baseline: { name: 'bare ws fan-out, one process, nothing stored', ...bare },
+      parley: { name: `Parley, ${INSTANCES} instances over Redis pub/sub, every message stored`, ...parley, exactlyOnce: parley.duplicates === 0 && parley.missing === 0, rssPerConnectionBytes: Math.round(rssPerConnection) },
+      ratio: { deliveredPerSecond: ratio(parley.deliveredPerSecond, bare.deliveredPerSecond), latencyP99: ratio(parley.latencyP99Ms, Math.max(0.1, bare.latencyP99Ms)) }
+    }
+  } finally {
+    await Promise.allSettled(instances.slice(1).map((s) => s.stop()))
+    await first.stop()
+  }
+}
+
+export async function wsIdleScenario (): Promise<Record<string, unknown>> {
+  const wanted = Number(process.env.BENCH_WS_IDLE ?? 20_000)
+  const perUser = 1000
+  const server = await startParley({ AUTH_RATE_LIMIT_MAX: '100000000', WS_MAX_CONNECTIONS_PER_USER: String(perUser) })
+  try {
+    const { MONGODB_URI } = embeddedUrls(server)
+    // Every process here may hold at most `ulimit -n` descriptors, the server
+    // included (its Redis and database connections count too).
+    const limit = Number(execSync('sh -c "ulimit -n"').toString().trim())
+    const count = Math.min(wanted, limit - 200)
+    const users = await seedUsers(MONGODB_URI, Math.ceil(count / perUser))
+    const tokens: string[] = []
+    for (const user of users) tokens.push((await api(server.url, '/api/auth/login', { login: user.username, password: PASSWORD })).accessToken)
+    const before = await rss(server.child.pid!)
+    const perClient = Math.ceil(count / 2)
+    // Two client processes, each with its own share of the tokens (≤ perUser sockets per user overall).
+    const clients = [0, 1].map((i) => spawn(process.execPath, ['--import', tsx, join(root, 'bench/ws-idle-client.ts'), `${server.url.replace('http', 'ws')}/ws`, String(Math.min(perClient, count - i * perClient))], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+      env: { ...process.env, BENCH_TOKENS: tokens.filter((_, t) => t % 2 === i).join(',') }
+    }))
+    const opened = await Promise.all(clients.map(async (c) => {
+      const [chunk] = await once(c.stdout!, 'data') as [Buffer]
+      return Number(/open (\d+)/.exec(chunk.toString())?.[1] ?? 0)
+    }))
+    await new Promise((resolve) => setTimeout(resolve, 2000))
+    const after = await rss(server.child.pid!)
+    for (const c of clients) c.kill('SIGTERM')
+    await Promise.all(clients.map((c) => once(c, 'exit')))
+    const open = opened.reduce((a, b) => a + b, 0)
+    return {
+      wanted,
+      held: open,
+      limitedBy: count < wanted ? `open-file limit ${limit} per process` : null,
+      serverRssBeforeBytes: before,
+      serverRssAfterBytes: after,
+      rssPerSocketBytes: open > 0 ? Math.round((after - before) / open) : null
+    }
+  } finally {
+    await server.stop()
+  }
+}
