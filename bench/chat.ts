@@ -41,7 +41,7 @@ async function seed (mongoUri: string): Promise<Seeded> {
     if (x === y || pairs.has(`${x}:${y}`)) continue
     pairs.add(`${x}:${y}`)
     const at = new Date(now - 3_600_000)
-    conversations.push({ _id: new ObjectId(), key: `direct:${x}:${y}`, type: 'direct', title: null, memberIds: [x, y], adminIds: [], createdBy: x, createdAt: at, updatedAt: at, lastActivityAt: at, lastSeq: 0, changeSeq: 0, lastMessage: null })
+    conversations.push({ _id: new ObjectId(), key: `direct:${x}:${y}`, type: 'direct', title: null, memberIds: [x, y], adminIds: [], createdBy: x, createdAt: at, updatedAt: at, lastActivityAt: at, lastSeq: 0, changeSeq: 0, lastMessage: null, lastSentSeq: {} })
   }
 
   const perConversation = Math.floor(MESSAGES / CONVERSATIONS)

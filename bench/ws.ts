@@ -117,10 +117,10 @@ async function seedUsers (mongoUri: string, count: number): Promise<UserDoc[]> {
   return users
 }
 
-async function api (base: string, path: string, body: unknown, token?: string): Promise<any> {
+async function api<T> (base: string, path: string, body: unknown, token?: string): Promise<T> {
   const res = await fetch(`${base}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) }, body: JSON.stringify(body) })
   if (res.status >= 300) throw new Error(`${path}: ${res.status} ${await res.text()}`)
-  return res.json()
+  return res.json() as Promise<T>
 }
 
 async function startBaseline (): Promise<{ url: string, pid: number, stop: () => Promise<void> }> {
@@ -140,11 +140,11 @@ export async function wsScenario (): Promise<Record<string, unknown>> {
     for (let i = 1; i < INSTANCES; i++) instances.push(await startParley({ ...common, ...shared }))
     const users = await seedUsers(shared.MONGODB_URI, CLIENTS)
     const tokens: string[] = []
-    for (const user of users) tokens.push((await api(first.url, '/api/auth/login', { login: user.username, password: PASSWORD })).accessToken)
+    for (const user of users) tokens.push((await api<{ accessToken: string }>(first.url, '/api/auth/login', { login: user.username, password: PASSWORD })).accessToken)
     const groups: string[] = []
     for (let g = 0; g * GROUP < CLIENTS; g++) {
       const members = users.slice(g * GROUP, (g + 1) * GROUP).map((u) => u._id.toHexString())
-      groups.push((await api(first.url, '/api/conversations', { type: 'group', title: `bench ${g}`, memberIds: members.slice(1) }, tokens[g * GROUP])).id)
+      groups.push((await api<{ id: string }>(first.url, '/api/conversations', { type: 'group', title: `bench ${g}`, memberIds: members.slice(1) }, tokens[g * GROUP])).id)
     }
 
     // Parley: client i on instance i % INSTANCES.
@@ -189,7 +189,7 @@ export async function wsIdleScenario (): Promise<Record<string, unknown>> {
     const count = Math.min(wanted, limit - 200)
     const users = await seedUsers(MONGODB_URI, Math.ceil(count / perUser))
     const tokens: string[] = []
-    for (const user of users) tokens.push((await api(server.url, '/api/auth/login', { login: user.username, password: PASSWORD })).accessToken)
+    for (const user of users) tokens.push((await api<{ accessToken: string }>(server.url, '/api/auth/login', { login: user.username, password: PASSWORD })).accessToken)
     const before = await rss(server.child.pid!)
     const perClient = Math.ceil(count / 2)
     // Two client processes, each with its own share of the tokens (≤ perUser sockets per user overall).

@@ -41,6 +41,11 @@ export interface ConversationDoc {
   /** Bumped by every change to a message; the catch-up cursor. */
   changeSeq: number
   lastMessage: LastMessage | null
+  /**
+   * Per member, the seq of the last message they sent: what you wrote counts as
+   * read, without a second write on every send.
+   */
+  lastSentSeq: Record<string, number>
 }
 
 export interface MembershipDoc {
@@ -113,7 +118,7 @@ export function createConversationService (db: Db, people: PeopleService, publis
     return docs.map((d) => {
       const id = d._id.toHexString()
       const state = stateById.get(id)
-      const lastReadSeq = Math.min(state?.lastReadSeq ?? 0, d.lastSeq)
+      const lastReadSeq = Math.min(Math.max(state?.lastReadSeq ?? 0, d.lastSentSeq?.[userId] ?? 0), d.lastSeq)
       return {
         id,
         type: d.type,
@@ -155,7 +160,8 @@ export function createConversationService (db: Db, people: PeopleService, publis
       lastActivityAt: now,
       lastSeq: 0,
       changeSeq: 0,
-      lastMessage: null
+      lastMessage: null,
+      lastSentSeq: {}
     }
   }
 
@@ -271,7 +277,7 @@ export function createConversationService (db: Db, people: PeopleService, publis
     const doc = await getForMember(conversationId, userId)
     const target = Math.min(seq, doc.lastSeq)
     const before = await memberships.findOneAndUpdate({ _id: membershipId(conversationId, userId) }, { $max: { lastReadSeq: target } }, { returnDocument: 'before' })
-    const previous = before?.lastReadSeq ?? 0
+    const previous = Math.max(before?.lastReadSeq ?? 0, doc.lastSentSeq?.[userId] ?? 0)
     const lastReadSeq = Math.max(previous, target)
     if (lastReadSeq > previous) {
       await publish(doc.memberIds, { type: 'read.updated', data: { conversationId, userId, lastReadSeq } })

@@ -208,7 +208,9 @@ export function createMessageService (deps: { db: Db, redis: Redis, conversation
           $set: {
             lastActivityAt: doc.createdAt,
             updatedAt: doc.createdAt,
-            lastMessage: { seq: doc.seq, senderId, preview: preview(doc), createdAt: doc.createdAt, deleted: false }
+            lastMessage: { seq: doc.seq, senderId, preview: preview(doc), createdAt: doc.createdAt, deleted: false },
+            // The sender has read what they wrote (see ConversationDoc.lastSentSeq).
+            [`lastSentSeq.${senderId}`]: doc.seq
           }
         })
         return { doc, created: true }
@@ -218,8 +220,6 @@ export function createMessageService (deps: { db: Db, redis: Redis, conversation
 
     const message = toMessageView(stored.doc)
     if (stored.created) {
-      // The sender has read what they wrote.
-      await conversations.memberships.updateOne({ _id: conversations.membershipId(conversationId, senderId) }, { $max: { lastReadSeq: message.seq } })
       await publish(conversation.memberIds, { type: 'message.created', data: { message } })
     } else if (!sameContent(stored.doc, input)) {
       throw new ClientMsgIdReused()

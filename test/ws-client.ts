@@ -7,6 +7,7 @@ import type { FastifyInstance } from 'fastify'
 export interface Frame {
   type: string
   ref?: string | null
+  // Whatever JSON the server sent; the tests assert on its shape.
   data?: any
   code?: string
   message?: string
