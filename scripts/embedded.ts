@@ -209,8 +209,11 @@ export async function startMongo ({ dataDir, port: wantedPort, log = () => {} }:
   const stateDir = join(dataDir, 'ferretdb-state')
   await mkdir(sqliteDir, { recursive: true })
   await mkdir(stateDir, { recursive: true })
+  // WAL with synchronous=NORMAL: a crash of any process loses nothing; only an
+  // OS crash or power cut could lose the last commits. This is the laptop and
+  // test server; production runs MongoDB with its own journal.
   return startProcess('ferretdb', ferretdb, [
-    '--handler=sqlite', `--sqlite-url=file:${sqliteDir}/`, `--state-dir=${stateDir}`,
+    '--handler=sqlite', `--sqlite-url=file:${sqliteDir}/?_pragma=synchronous(normal)`, `--state-dir=${stateDir}`,
     `--listen-addr=127.0.0.1:${port}`, '--telemetry=disable', '--debug-addr=-', '--log-level=warn'
   ], port, url, () => tcpProbe(port, undefined, undefined), 30000)
 }

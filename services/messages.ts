@@ -118,7 +118,19 @@ export function createMessageService (deps: { db: Db, redis: Redis, conversation
   const messages: Collection<MessageDoc> = db.collection<MessageDoc>('messages')
   const conversationDocs = conversations.collection
 
-  async function withConversationLock<T> (conversationId: string, work: () => Promise<T>): Promise<T> {
+  // Writers of one conversation on this instance queue here first, so that only
+  // one of them at a time competes (by polling Redis) for the shared mutex.
+  const localQueues = new Map<string, Promise<unknown>>()
+
+  function withConversationLock<T> (conversationId: string, work: () => Promise<T>): Promise<T> {
+    const previous = localQueues.get(conversationId) ?? Promise.resolve()
+    const run = previous.catch(() => {}).then(() => withSharedLock(conversationId, work))
+    localQueues.set(conversationId, run)
+    run.finally(() => { if (localQueues.get(conversationId) === run) localQueues.delete(conversationId) }).catch(() => {})
+    return run
+  }
+
+  async function withSharedLock<T> (conversationId: string, work: () => Promise<T>): Promise<T> {
     const mutex = new Mutex(redis, `lock:conversation:${conversationId}`, { lockTimeout: 15_000, acquireTimeout: 15_000, retryInterval: 3, refreshInterval: 5_000 })
     try {
       await mutex.acquire()
@@ -163,11 +175,7 @@ export function createMessageService (deps: { db: Db, redis: Redis, conversation
     const conversation = await conversations.getForMember(conversationId, senderId)
     const _id = messageIdFor(conversationId, senderId, input.clientMsgId)
     const findExisting = () => messages.findOne({ _id })
-    const existing = await findExisting()
-    if (existing) {
-      if (!sameContent(existing, input)) throw new ClientMsgIdReused()
-      return { message: toMessageView(existing), created: false }
-    }
+    // A resend is found when its insert collides on _id below; no read up front.
     validateContent(input)
     await assertMayWrite(conversation, senderId)
     const attachments = input.attachments?.length ? await media.claimAttachments(senderId, input.attachments, conversationId) : []
