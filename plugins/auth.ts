@@ -3,6 +3,7 @@ import cookie from '@fastify/cookie'
 import jwt from '@fastify/jwt'
 import createError from '@fastify/error'
 import type { FastifyReply, FastifyRequest } from 'fastify'
+import { sessionKey } from '../services/sessions.js'
 
 export interface AccessClaims {
   sub: string
@@ -36,8 +37,6 @@ export const Unauthorized = createError('UNAUTHORIZED', 'Authentication required
 export const InvalidToken = createError('INVALID_TOKEN', 'The access token is invalid or expired', 401)
 export const SessionRevoked = createError('SESSION_REVOKED', 'This session has ended; sign in again', 401)
 export const CrossSiteRejected = createError('CSRF_REJECTED', 'Cross-site request refused', 403)
-
-export const sessionKey = (sessionId: string): string => `sess:${sessionId}`
 
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS'])
 

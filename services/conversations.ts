@@ -9,6 +9,8 @@ import createError from '@fastify/error'
 import { isDuplicateKey, parseObjectId, upsertRetrying, type PublicUser } from './users.js'
 import { decodeCursor, encodeCursor, UserNotFound, type PeopleService } from './people.js'
 import type { Publish } from './events.js'
+import type { Static } from '@sinclair/typebox'
+import type { Conversation } from '../schemas/chat.js'
 
 export const ConversationNotFound = createError('CONVERSATION_NOT_FOUND', 'No such conversation', 404)
 export const NotAdmin = createError('NOT_ADMIN', 'Only an admin of this group may do that', 403)
@@ -57,21 +59,7 @@ export interface MembershipDoc {
   joinedAt: Date
 }
 
-export interface ConversationView {
-  id: string
-  type: 'direct' | 'group'
-  title: string | null
-  members: PublicUser[]
-  adminIds: string[]
-  createdAt: string
-  lastActivityAt: string
-  lastSeq: number
-  changeSeq: number
-  lastMessage: (Omit<LastMessage, 'createdAt'> & { createdAt: string }) | null
-  lastReadSeq: number
-  unreadCount: number
-  mutedUntil: string | null
-}
+export type ConversationView = Static<typeof Conversation>
 
 const membershipId = (conversationId: string, userId: string): string => `${conversationId}:${userId}`
 

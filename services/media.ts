@@ -6,6 +6,8 @@ import { Binary, ObjectId, type Collection, type Db } from 'mongodb'
 import { fileTypeFromBuffer } from 'file-type'
 import createError from '@fastify/error'
 import { parseObjectId } from './users.js'
+import type { Static } from '@sinclair/typebox'
+import type { MediaInfo as MediaInfoSchema } from '../schemas/chat.js'
 
 export const IMAGE_TYPES = new Set(['image/png', 'image/jpeg', 'image/webp', 'image/gif'])
 export const UnsupportedImage = createError('UNSUPPORTED_IMAGE', 'Only PNG, JPEG, WebP and GIF images are accepted', 415)
@@ -25,12 +27,7 @@ export interface MediaDoc {
   createdAt: Date
 }
 
-export interface MediaInfo {
-  id: string
-  url: string
-  contentType: string
-  size: number
-}
+export type MediaInfo = Static<typeof MediaInfoSchema>
 
 export interface MediaStore {
   put: (input: { ownerId: string, kind: MediaKind, contentType: string, data: Buffer }) => Promise<MediaInfo>

@@ -19,6 +19,8 @@ import { isDuplicateKey, parseObjectId } from './users.js'
 import { Blocked, type ConversationDoc, type ConversationService } from './conversations.js'
 import type { PeopleService } from './people.js'
 import type { MediaInfo, MediaService } from './media.js'
+import type { Static } from '@sinclair/typebox'
+import type { Message } from '../schemas/chat.js'
 import type { Publish } from './events.js'
 
 export const MessageNotFound = createError('MESSAGE_NOT_FOUND', 'No such message', 404)
@@ -50,21 +52,7 @@ export interface MessageDoc {
   deletedAt: Date | null
 }
 
-export interface MessageView {
-  id: string
-  conversationId: string
-  seq: number
-  changeSeq: number
-  senderId: string
-  clientMsgId: string
-  text: string | null
-  attachments: MediaInfo[]
-  reactions: Array<{ emoji: string, count: number, userIds: string[] }>
-  createdAt: string
-  editedAt: string | null
-  deleted: boolean
-  deletedAt: string | null
-}
+export type MessageView = Static<typeof Message>
 
 /** What every client sees of a message: a deleted one is a tombstone with no content. */
 export function toMessageView (m: MessageDoc): MessageView {

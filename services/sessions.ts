@@ -5,7 +5,6 @@
 // (the token family), since that means two parties hold it.
 import type { Redis } from 'ioredis'
 import { keyedHash, randomToken, sameHash } from './crypto.js'
-import { sessionKey } from '../plugins/auth.js'
 
 export interface SessionMeta {
   userAgent?: string
@@ -30,6 +29,7 @@ export type RefreshOutcome =
   | { ok: true, userId: string, sessionId: string, refreshToken: string }
   | { ok: false, reason: 'invalid' | 'reused' | 'expired' }
 
+export const sessionKey = (sessionId: string): string => `sess:${sessionId}`
 const userSessionsKey = (userId: string): string => `usess:${userId}`
 const usedKey = (sessionId: string): string => `sess:${sessionId}:used`
 

@@ -4,7 +4,7 @@
 // with GETDEL on first use.
 import type { Redis } from 'ioredis'
 import { randomToken } from './crypto.js'
-import { sessionKey } from '../plugins/auth.js'
+import { sessionKey } from './sessions.js'
 
 export const TICKET_TTL_S = 30
 const key = (ticket: string): string => `wsticket:${ticket}`

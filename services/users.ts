@@ -1,4 +1,6 @@
 import { ObjectId, MongoServerError, type Collection, type Db } from 'mongodb'
+import type { Static } from '@sinclair/typebox'
+import type { PublicUser as PublicUserSchema, SelfUser as SelfUserSchema } from '../schemas/auth.js'
 
 export interface UserDoc {
   _id: ObjectId
@@ -16,19 +18,8 @@ export interface UserDoc {
   lastSeenAt: Date | null
 }
 
-export interface PublicUser {
-  id: string
-  username: string
-  displayName: string
-  bio: string
-  avatarUrl: string | null
-  lastSeenAt: string | null
-}
-
-export interface SelfUser extends PublicUser {
-  email: string
-  createdAt: string
-}
+export type PublicUser = Static<typeof PublicUserSchema>
+export type SelfUser = Static<typeof SelfUserSchema>
 
 export const avatarUrl = (avatarId: string | null): string | null => avatarId ? `/api/media/${avatarId}` : null
 
