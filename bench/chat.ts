@@ -7,7 +7,7 @@ import { ObjectId, MongoClient } from 'mongodb'
 import { hashPassword } from '../services/passwords.js'
 import type { UserDoc } from '../services/users.js'
 import type { ConversationDoc, MembershipDoc } from '../services/conversations.js'
-import type { MessageDoc } from '../services/messages.js'
+import { messageIdFor, type MessageDoc } from '../services/messages.js'
 import { embeddedUrls, measure, ratio, startHello, startParley, type Started } from './lib.js'
 
 const USERS = Number(process.env.BENCH_USERS ?? 1000)
@@ -52,7 +52,7 @@ async function seed (mongoUri: string): Promise<Seeded> {
     for (let seq = 1; seq <= perConversation; seq++) {
       const createdAt = new Date(now - 3_600_000 + n * 10 + seq)
       const senderId = c.memberIds[seq % 2]!
-      batch.push({ _id: new ObjectId(), conversationId: id, seq, changeSeq: seq, senderId, clientMsgId: `seed-${seq}`, text: `Seeded message ${seq} in conversation ${n}, long enough to look like chat.`, attachments: [], reactions: [], createdAt, editedAt: null, deletedAt: null })
+      batch.push({ _id: messageIdFor(id, seq), conversationId: id, seq, changeSeq: seq, senderId, clientMsgId: `seed-${seq}`, text: `Seeded message ${seq} in conversation ${n}, long enough to look like chat.`, attachments: [], reactions: [], createdAt, editedAt: null, deletedAt: null })
       c.lastSeq = seq
       c.changeSeq = seq
       c.lastActivityAt = createdAt

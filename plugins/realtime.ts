@@ -86,7 +86,7 @@ export default fp(async (fastify) => {
   let count = 0
   const stats = { slowConsumers: 0, rateLimited: 0, deadPeers: 0 }
 
-  const presence = createPresenceService({ redis: fastify.redis, db: fastify.mongo.db, users: fastify.users, publish: fastify.publish, ttlS: config.PRESENCE_TTL_S, graceMs: config.PRESENCE_GRACE_MS })
+  const presence = createPresenceService({ redis: fastify.redis, users: fastify.users, publish: fastify.publish, contacts: fastify.conversations.contacts, ttlS: config.PRESENCE_TTL_S, graceMs: config.PRESENCE_GRACE_MS })
   fastify.decorate('presence', presence)
 
   function send (client: Client, frame: unknown): void {
@@ -251,10 +251,9 @@ export default fp(async (fastify) => {
       }
     },
     presence: async (client, data) => {
-      const conversations = await fastify.mongo.db.collection<{ memberIds: string[] }>('conversations').find({ memberIds: client.userId }, { projection: { memberIds: 1 } }).toArray()
-      const contacts = new Set(conversations.flatMap((c) => c.memberIds))
+      const contacts = new Set(await fastify.conversations.contacts(client.userId))
       // Only people you share a conversation with: presence is not public.
-      return { users: await presence.states(data.userIds.filter((id) => contacts.has(id) || id === client.userId)) }
+      return { users: await presence.states(data.userIds.filter((id) => contacts.has(id))) }
     },
     ping: async () => ({ pong: Date.now() })
   }

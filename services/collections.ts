@@ -1,4 +1,4 @@
-import type { Db, IndexDescription } from 'mongodb'
+import type { Collection, Db, Document, Filter, IndexDescription, WithId } from 'mongodb'
 
 // Every query path has its index here; they are created at boot and creating an
 // existing index is a no-op, so boot is idempotent. Only plain, unique and
@@ -22,9 +22,19 @@ export const indexes: Record<string, IndexDescription[]> = {
   ],
   messages: [
     { key: { conversationId: 1, seq: 1 }, name: 'conversation_seq_unique', unique: true },
-    { key: { conversationId: 1, senderId: 1, clientMsgId: 1 }, name: 'client_msg_id_unique', unique: true },
     { key: { conversationId: 1, changeSeq: 1 }, name: 'conversation_changes' }
   ]
+}
+
+/**
+ * Documents by _id, in the order asked, missing ones left out. One lookup per
+ * id, in parallel: a filter of _id alone is what FerretDB 1.24 (SQLite) answers
+ * from its primary key, where `$in` or any other filter scans the collection.
+ * On MongoDB the same lookups are as cheap.
+ */
+export async function findByIds<T extends Document> (collection: Collection<T>, ids: Array<WithId<T>['_id']>, projection?: Document): Promise<Array<WithId<T>>> {
+  const docs: Array<WithId<T> | null> = await Promise.all(ids.map((_id) => collection.findOne({ _id } as Filter<T>, projection ? { projection } : {})))
+  return docs.filter((d) => d !== null)
 }
 
 export async function ensureIndexes (db: Db): Promise<void> {

@@ -7,6 +7,7 @@
 import { ObjectId, type Collection, type Db } from 'mongodb'
 import createError from '@fastify/error'
 import { isDuplicateKey, parseObjectId, upsertRetrying, type PublicUser } from './users.js'
+import { findByIds } from './collections.js'
 import { decodeCursor, encodeCursor, UserNotFound, type PeopleService } from './people.js'
 import type { Publish } from './events.js'
 import type { Static } from '@sinclair/typebox'
@@ -63,11 +64,27 @@ export type ConversationView = Static<typeof Conversation>
 
 const membershipId = (conversationId: string, userId: string): string => `${conversationId}:${userId}`
 
+/** Per user, the ids of their conversations: the conversation list reads this, not a query over all conversations. */
+interface UserConversationsDoc {
+  _id: string // userId
+  conversationIds: string[]
+}
+
 export type ConversationService = ReturnType<typeof createConversationService>
 
 export function createConversationService (db: Db, people: PeopleService, publish: Publish, limits: { groupMaxMembers: number }) {
   const conversations: Collection<ConversationDoc> = db.collection<ConversationDoc>('conversations')
   const memberships: Collection<MembershipDoc> = db.collection<MembershipDoc>('memberships')
+  const userConversations: Collection<UserConversationsDoc> = db.collection<UserConversationsDoc>('user_conversations')
+
+  // Idempotent, so that repeating a creation (or a retried one) repairs a list
+  // that an interrupted creation left short.
+  async function track (conversationId: string, userIds: string[]): Promise<void> {
+    if (userIds.length === 0) return
+    await upsertRetrying(() => userConversations.bulkWrite(userIds.map((userId) => ({
+      updateOne: { filter: { _id: userId }, update: { $addToSet: { conversationIds: conversationId } }, upsert: true }
+    })), { ordered: false }))
+  }
 
   async function ensureMemberships (conversationId: string, userIds: string[]): Promise<void> {
     if (userIds.length === 0) return
@@ -100,7 +117,7 @@ export function createConversationService (db: Db, people: PeopleService, publis
     if (docs.length === 0) return []
     const [profiles, states] = await Promise.all([
       people.summaries(docs.flatMap((d) => d.memberIds)),
-      memberships.find({ _id: { $in: docs.map((d) => membershipId(d._id.toHexString(), userId)) } }).toArray()
+      findByIds(memberships, docs.map((d) => membershipId(d._id.toHexString(), userId)))
     ])
     const stateById = new Map(states.map((s) => [s.conversationId, s]))
     return docs.map((d) => {
@@ -170,8 +187,9 @@ export function createConversationService (db: Db, people: PeopleService, publis
       conversation = (await conversations.findOne({ key }))!
       created = false
     }
-    // Also repairs memberships if an earlier creation stopped half-way.
+    // Also repairs memberships and lists if an earlier creation stopped half-way.
     await ensureMemberships(conversation._id.toHexString(), pair)
+    await track(conversation._id.toHexString(), pair)
     if (created) await announce(conversation)
     return { conversation, created }
   }
@@ -184,6 +202,7 @@ export function createConversationService (db: Db, people: PeopleService, publis
     const conversation = newConversation('group', `group:${_id.toHexString()}`, userId, members, title, _id)
     await conversations.insertOne(conversation)
     await ensureMemberships(_id.toHexString(), members)
+    await track(_id.toHexString(), members)
     await announce(conversation)
     return conversation
   }
@@ -191,21 +210,35 @@ export function createConversationService (db: Db, people: PeopleService, publis
   const isListCursor = (v: unknown): v is { t: number, id: string } =>
     typeof v === 'object' && v !== null && typeof (v as { t: unknown }).t === 'number' && typeof (v as { id: unknown }).id === 'string' && parseObjectId((v as { id: string }).id) !== null
 
+  /** The conversations the user is a member of, by id. */
+  async function memberConversations (userId: string): Promise<ConversationDoc[]> {
+    const list = await userConversations.findOne({ _id: userId })
+    const ids = (list?.conversationIds ?? []).map(parseObjectId).filter((id) => id !== null)
+    // The conversation's own member list is the authority.
+    return (await findByIds(conversations, ids)).filter((d) => d.memberIds.includes(userId))
+  }
+
   /** The user's conversations, latest activity first. */
   async function list (userId: string, limit: number, cursor?: string): Promise<{ conversations: ConversationView[], nextCursor: string | null }> {
-    let filter: object = { memberIds: userId }
-    if (cursor) {
-      const { t, id } = decodeCursor(cursor, isListCursor)
-      const at = new Date(t)
-      filter = { memberIds: userId, $or: [{ lastActivityAt: { $lt: at } }, { lastActivityAt: at, _id: { $lt: new ObjectId(id) } }] }
-    }
-    const docs = await conversations.find(filter).sort({ lastActivityAt: -1, _id: -1 }).limit(limit + 1).toArray()
-    const page = docs.slice(0, limit)
+    const after = cursor ? decodeCursor(cursor, isListCursor) : undefined
+    const sorted = (await memberConversations(userId))
+      .sort((a, b) => b.lastActivityAt.getTime() - a.lastActivityAt.getTime() || b._id.toHexString().localeCompare(a._id.toHexString()))
+    const rest = after
+      ? sorted.filter((d) => d.lastActivityAt.getTime() < after.t || (d.lastActivityAt.getTime() === after.t && d._id.toHexString() < after.id))
+      : sorted
+    const page = rest.slice(0, limit)
     const last = page.at(-1)
     return {
       conversations: await views(page, userId),
-      nextCursor: docs.length > limit && last ? encodeCursor({ t: last.lastActivityAt.getTime(), id: last._id.toHexString() }) : null
+      nextCursor: rest.length > limit && last ? encodeCursor({ t: last.lastActivityAt.getTime(), id: last._id.toHexString() }) : null
     }
+  }
+
+  /** Everyone who shares a conversation with the user (the user included). */
+  async function contacts (userId: string): Promise<string[]> {
+    const ids = new Set((await memberConversations(userId)).flatMap((c) => c.memberIds))
+    ids.add(userId)
+    return [...ids]
   }
 
   function assertAdmin (doc: ConversationDoc, userId: string): void {
@@ -230,6 +263,7 @@ export function createConversationService (db: Db, people: PeopleService, publis
     await assertUsersExist(adding)
     if (adding.length === 0) return doc
     await ensureMemberships(conversationId, adding)
+    await track(conversationId, adding)
     const updated = await conversations.findOneAndUpdate({ _id: doc._id }, { $addToSet: { memberIds: { $each: adding } }, $set: { updatedAt: new Date() } }, { returnDocument: 'after' })
     if (!updated) throw new ConversationNotFound()
     await announce(updated)
@@ -249,6 +283,7 @@ export function createConversationService (db: Db, people: PeopleService, publis
       updated = await conversations.findOneAndUpdate({ _id: doc._id }, { $addToSet: { adminIds: updated.memberIds[0]! } }, { returnDocument: 'after' }) ?? updated
     }
     await memberships.deleteOne({ _id: membershipId(conversationId, targetId) })
+    await userConversations.updateOne({ _id: targetId }, { $pull: { conversationIds: conversationId } })
     await announce(updated, [targetId])
     return actorId === targetId ? null : updated
   }
@@ -274,8 +309,7 @@ export function createConversationService (db: Db, people: PeopleService, publis
   }
 
   async function memberConversationIds (userId: string, max: number): Promise<string[]> {
-    const docs = await conversations.find({ memberIds: userId }, { projection: { _id: 1 } }).sort({ lastActivityAt: -1 }).limit(max).toArray()
-    return docs.map((d) => d._id.toHexString())
+    return (await memberConversations(userId)).slice(0, max).map((d) => d._id.toHexString())
   }
 
   return {
@@ -292,6 +326,7 @@ export function createConversationService (db: Db, people: PeopleService, publis
     removeMember,
     mute,
     markRead,
-    memberConversationIds
+    memberConversationIds,
+    contacts
   }
 }

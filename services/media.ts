@@ -5,6 +5,7 @@
 import { Binary, ObjectId, type Collection, type Db } from 'mongodb'
 import { fileTypeFromBuffer } from 'file-type'
 import createError from '@fastify/error'
+import { findByIds } from './collections.js'
 import { parseObjectId } from './users.js'
 import type { Static } from '@sinclair/typebox'
 import type { MediaInfo as MediaInfoSchema } from '../schemas/chat.js'
@@ -70,10 +71,10 @@ export function createMediaService (db: Db) {
   async function claimAttachments (ownerId: string, ids: string[], conversationId: string): Promise<MediaInfo[]> {
     const objectIds = ids.map(parseObjectId)
     if (objectIds.some((id) => id === null)) throw new MediaNotFound()
-    const docs = await media.find({ _id: { $in: objectIds as ObjectId[] }, ownerId, kind: 'attachment' }, { projection: { data: 0 } }).toArray()
-    const usable = docs.filter((d) => d.conversationId === null || d.conversationId === conversationId)
+    const docs = await findByIds(media, objectIds as ObjectId[], { data: 0 })
+    const usable = docs.filter((d) => d.ownerId === ownerId && d.kind === 'attachment' && (d.conversationId === null || d.conversationId === conversationId))
     if (usable.length !== new Set(ids).size) throw new MediaNotFound()
-    await media.updateMany({ _id: { $in: usable.map((d) => d._id) } }, { $set: { conversationId } })
+    await Promise.all(usable.map((d) => media.updateOne({ _id: d._id }, { $set: { conversationId } })))
     const byId = new Map(usable.map((d) => [d._id.toHexString(), d]))
     return ids.map((id) => {
       const d = byId.get(id)!

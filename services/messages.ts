@@ -16,6 +16,7 @@ import { Mutex } from 'redis-semaphore'
 import escapeStringRegexp from 'escape-string-regexp'
 import createError from '@fastify/error'
 import { isDuplicateKey, parseObjectId } from './users.js'
+import { findByIds } from './collections.js'
 import { Blocked, type ConversationDoc, type ConversationService } from './conversations.js'
 import type { PeopleService } from './people.js'
 import type { MediaInfo, MediaService } from './media.js'
@@ -76,12 +77,26 @@ export function toMessageView (m: MessageDoc): MessageView {
 }
 
 /**
- * A message's id follows from who sent it where with which clientMsgId, so a
- * resend finds the original by _id alone (a primary-key lookup on FerretDB as
- * on MongoDB) and a second insert collides on _id. 96 bits of SHA-256.
+ * A message's id follows from its conversation and seq, so a page of history
+ * is fetched by _id: the one filter FerretDB 1.24 answers from its primary key
+ * (anything else scans the collection), and as cheap on MongoDB.
  */
-export function messageIdFor (conversationId: string, senderId: string, clientMsgId: string): ObjectId {
-  return new ObjectId(createHash('sha256').update(`${conversationId}|${senderId}|${clientMsgId}`).digest().subarray(0, 12))
+export function messageIdFor (conversationId: string, seq: number): ObjectId {
+  return new ObjectId(createHash('sha256').update(`${conversationId}#${seq}`).digest().subarray(0, 12))
+}
+
+/**
+ * The idempotency key of a send: which sender sent which clientMsgId where.
+ * Stored (insert-only, so the database refuses a second one) with the seq the
+ * message got.
+ */
+export function clientKeyFor (conversationId: string, senderId: string, clientMsgId: string): string {
+  return `${conversationId}:${createHash('sha256').update(`${senderId}|${clientMsgId}`).digest('base64url').slice(0, 32)}`
+}
+
+interface MessageKeyDoc {
+  _id: string
+  seq: number
 }
 
 const preview = (m: Pick<MessageDoc, 'text' | 'attachments'>): string => m.text ? m.text.slice(0, 120) : m.attachments.length > 0 ? '[image]' : ''
@@ -104,6 +119,7 @@ export type MessageService = ReturnType<typeof createMessageService>
 export function createMessageService (deps: { db: Db, redis: Redis, conversations: ConversationService, people: PeopleService, media: MediaService, publish: Publish, limits: MessageLimits }) {
   const { db, redis, conversations, people, media, publish, limits } = deps
   const messages: Collection<MessageDoc> = db.collection<MessageDoc>('messages')
+  const messageKeys: Collection<MessageKeyDoc> = db.collection<MessageKeyDoc>('message_keys')
   const conversationDocs = conversations.collection
 
   // Writers of one conversation on this instance queue here first, so that only
@@ -155,26 +171,52 @@ export function createMessageService (deps: { db: Db, redis: Redis, conversation
   }
 
   function sameContent (m: MessageDoc, input: SendInput): boolean {
+    if (m.deletedAt) return true // nothing left to compare: it is the same send
     return (m.text ?? '') === (input.text ?? '') && m.attachments.map((a) => a.id).join() === (input.attachments ?? []).join()
   }
 
   /** Sends, or returns the message already sent with this clientMsgId (created: false). */
+  /** Sends, or returns the message already sent with this clientMsgId (created: false). */
   async function send (conversationId: string, senderId: string, input: SendInput): Promise<{ message: MessageView, created: boolean }> {
     const conversation = await conversations.getForMember(conversationId, senderId)
-    const _id = messageIdFor(conversationId, senderId, input.clientMsgId)
-    const findExisting = () => messages.findOne({ _id })
-    // A resend is found when its insert collides on _id below; no read up front.
+    const keyId = clientKeyFor(conversationId, senderId, input.clientMsgId)
     validateContent(input)
     await assertMayWrite(conversation, senderId)
     const attachments = input.attachments?.length ? await media.claimAttachments(senderId, input.attachments, conversationId) : []
 
     const stored = await withConversationLock(conversationId, async () => {
-      for (let attempt = 0; attempt < 5; attempt++) {
+      for (let attempt = 0; attempt < 20; attempt++) {
+        // A resend: its key names the seq the message was stored under.
+        const key = await messageKeys.findOne({ _id: keyId })
+        if (key) {
+          const existing = await messages.findOne({ _id: messageIdFor(conversationId, key.seq) })
+          if (existing?.senderId === senderId && existing.clientMsgId === input.clientMsgId) {
+            // Stored, but the sender stopped before recording it on the
+            // conversation: finish that now, and announce it.
+            const current = await conversationDocs.findOne({ _id: conversation._id })
+            if (current && current.lastSeq < existing.seq) {
+              await recordOnConversation(conversation._id, existing)
+              return { doc: existing, created: true }
+            }
+            return { doc: existing, created: false }
+          }
+          // The key of a send interrupted before its message was stored; its
+          // seq went to another message since. Drop it and store this one anew.
+          await messageKeys.deleteOne({ _id: keyId, seq: key.seq })
+        }
         const { changeSeq, lastSeq } = await nextChange(conversation._id)
+        const seq = lastSeq + 1
+        try {
+          // The key first: once the message exists, a resend must find it.
+          await messageKeys.insertOne({ _id: keyId, seq })
+        } catch (err) {
+          if (!isDuplicateKey(err)) throw err
+          continue // the same clientMsgId is being stored right now: look again
+        }
         const doc: MessageDoc = {
-          _id,
+          _id: messageIdFor(conversationId, seq),
           conversationId,
-          seq: lastSeq + 1,
+          seq,
           changeSeq,
           senderId,
           clientMsgId: input.clientMsgId,
@@ -189,26 +231,13 @@ export function createMessageService (deps: { db: Db, redis: Redis, conversation
           await messages.insertOne(doc)
         } catch (err) {
           if (!isDuplicateKey(err)) throw err
-          const duplicate = await findExisting()
-          if (duplicate) return { doc: duplicate, created: false }
           // The seq is taken: a sender stopped between storing its message and
           // recording it on the conversation. Catch the counter up and retry.
-          const highest = await messages.find({ conversationId }).sort({ seq: -1 }).limit(1).next()
-          await conversationDocs.updateOne({ _id: conversation._id }, { $max: { lastSeq: highest?.seq ?? 0 } })
+          await messageKeys.deleteOne({ _id: keyId, seq })
+          await conversationDocs.updateOne({ _id: conversation._id }, { $max: { lastSeq: seq } })
           continue
         }
-        // Filters are _id only (FerretDB answers those from its primary key);
-        // $max keeps the counter from ever going back.
-        await conversationDocs.updateOne({ _id: conversation._id }, {
-          $max: { lastSeq: doc.seq },
-          $set: {
-            lastActivityAt: doc.createdAt,
-            updatedAt: doc.createdAt,
-            lastMessage: { seq: doc.seq, senderId, preview: preview(doc), createdAt: doc.createdAt, deleted: false },
-            // The sender has read what they wrote (see ConversationDoc.lastSentSeq).
-            [`lastSentSeq.${senderId}`]: doc.seq
-          }
-        })
+        await recordOnConversation(conversation._id, doc)
         return { doc, created: true }
       }
       throw new Busy()
@@ -221,6 +250,21 @@ export function createMessageService (deps: { db: Db, redis: Redis, conversation
       throw new ClientMsgIdReused()
     }
     return { message, created: stored.created }
+  }
+
+  // Filters are _id only (FerretDB answers those from its primary key); $max
+  // keeps the counter from ever going back.
+  async function recordOnConversation (conversationId: ObjectId, doc: MessageDoc): Promise<void> {
+    await conversationDocs.updateOne({ _id: conversationId }, {
+      $max: { lastSeq: doc.seq },
+      $set: {
+        lastActivityAt: doc.createdAt,
+        updatedAt: doc.createdAt,
+        lastMessage: { seq: doc.seq, senderId: doc.senderId, preview: preview(doc), createdAt: doc.createdAt, deleted: false },
+        // The sender has read what they wrote (see ConversationDoc.lastSentSeq).
+        [`lastSentSeq.${doc.senderId}`]: doc.seq
+      }
+    })
   }
 
   async function loadForMember (messageId: string, userId: string): Promise<{ message: MessageDoc, conversation: ConversationDoc }> {
@@ -283,19 +327,30 @@ export function createMessageService (deps: { db: Db, redis: Redis, conversation
     }, () => on ? { $addToSet: { reactions: { emoji, userId } } } : { $pull: { reactions: { emoji, userId } } }, 'reaction.updated')
   }
 
-  /** A page of messages by seq: the latest by default, or before / after a seq. Ascending. */
+  /**
+   * A page of messages by seq: the latest by default, or before / after a seq.
+   * Ascending. Seqs have no gaps, so the page is known up front and fetched
+   * by _id (see messageIdFor).
+   */
   async function history (conversationId: string, userId: string, opts: { before?: number, after?: number, limit: number }): Promise<{ messages: MessageView[], hasMore: boolean }> {
-    await conversations.getForMember(conversationId, userId)
-    const { before, after, limit } = opts
-    let docs: MessageDoc[]
-    if (after !== undefined) {
-      docs = await messages.find({ conversationId, seq: before !== undefined ? { $gt: after, $lt: before } : { $gt: after } }).sort({ seq: 1 }).limit(limit + 1).toArray()
-      const hasMore = docs.length > limit
-      return { messages: docs.slice(0, limit).map(toMessageView), hasMore }
+    const conversation = await conversations.getForMember(conversationId, userId)
+    const { limit } = opts
+    const ceiling = Math.min(opts.before ?? conversation.lastSeq + 1, conversation.lastSeq + 1) - 1
+    let from: number
+    let to: number
+    let hasMore: boolean
+    if (opts.after !== undefined) {
+      from = opts.after + 1
+      to = Math.min(ceiling, opts.after + limit)
+      hasMore = to < ceiling
+    } else {
+      to = ceiling
+      from = Math.max(1, to - limit + 1)
+      hasMore = from > 1
     }
-    docs = await messages.find(before !== undefined ? { conversationId, seq: { $lt: before } } : { conversationId }).sort({ seq: -1 }).limit(limit + 1).toArray()
-    const hasMore = docs.length > limit
-    return { messages: docs.slice(0, limit).reverse().map(toMessageView), hasMore }
+    const seqs = Array.from({ length: Math.max(0, to - from + 1) }, (_, i) => from + i)
+    const docs = await findByIds(messages, seqs.map((seq) => messageIdFor(conversationId, seq)))
+    return { messages: docs.map(toMessageView), hasMore }
   }
 
   /**

@@ -1,6 +1,7 @@
 // Profiles, the user directory and blocks.
 import type { Collection, Db, Filter } from 'mongodb'
 import createError from '@fastify/error'
+import { findByIds } from './collections.js'
 import { parseObjectId, toPublicUser, upsertRetrying, type PublicUser, type UserDoc, type UserService } from './users.js'
 
 export const UserNotFound = createError('USER_NOT_FOUND', 'No such user', 404)
@@ -93,7 +94,7 @@ export function createPeopleService (db: Db, users: UserService) {
 
   async function summaries (userIds: string[]): Promise<Map<string, PublicUser>> {
     const ids = [...new Set(userIds)].map(parseObjectId).filter((id) => id !== null)
-    const docs = await users.collection.find({ _id: { $in: ids } }, { projection: { passwordHash: 0, email: 0 } }).toArray()
+    const docs = await findByIds(users.collection, ids, { passwordHash: 0, email: 0 })
     return new Map(docs.map((d) => [d._id.toHexString(), toPublicUser(d)]))
   }
 

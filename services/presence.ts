@@ -5,7 +5,6 @@
 // cleaning up, its entries simply expire, and whichever instance sweeps first
 // (ZREM succeeds for exactly one) announces the user offline.
 import type { Redis } from 'ioredis'
-import type { Db } from 'mongodb'
 import type { UserService } from './users.js'
 import type { Publish } from './events.js'
 
@@ -16,20 +15,20 @@ export interface PresenceState { userId: string, online: boolean, lastSeenAt: st
 
 export type PresenceService = ReturnType<typeof createPresenceService>
 
-export function createPresenceService (deps: { redis: Redis, db: Db, users: UserService, publish: Publish, ttlS: number, graceMs: number }) {
-  const { redis, db, users, publish, ttlS, graceMs } = deps
+export function createPresenceService (deps: {
+  redis: Redis
+  users: UserService
+  publish: Publish
+  /** Everyone who shares a conversation with the user: they get the user's presence. */
+  contacts: (userId: string) => Promise<string[]>
+  ttlS: number
+  graceMs: number
+}) {
+  const { redis, users, publish, contacts, ttlS, graceMs } = deps
   const ttlMs = ttlS * 1000
 
   async function liveCount (userId: string, now = Date.now()): Promise<number> {
     return redis.zcount(userKey(userId), now, '+inf')
-  }
-
-  /** Everyone who shares a conversation with the user: they get the user's presence. */
-  async function contacts (userId: string): Promise<string[]> {
-    const conversations = await db.collection<{ memberIds: string[] }>('conversations').find({ memberIds: userId }, { projection: { memberIds: 1 } }).toArray()
-    const ids = new Set(conversations.flatMap((c) => c.memberIds))
-    ids.add(userId)
-    return [...ids]
   }
 
   async function announce (userId: string, online: boolean): Promise<void> {
