@@ -64,10 +64,11 @@ async function seed (mongoUri: string): Promise<Seeded> {
   await db.collection<ConversationDoc>('conversations').insertMany(conversations, { ordered: false })
   const memberships: MembershipDoc[] = conversations.flatMap((c) => c.memberIds.map((userId) => ({ _id: `${c._id.toHexString()}:${userId}`, conversationId: c._id.toHexString(), userId, lastReadSeq: Math.max(0, c.lastSeq - 3), mutedUntil: null, joinedAt: c.createdAt })))
   for (let i = 0; i < memberships.length; i += 5000) await db.collection<MembershipDoc>('memberships').insertMany(memberships.slice(i, i + 5000), { ordered: false })
-  await client.close()
-
   const conversationsByUser = new Map<string, string[]>()
   for (const c of conversations) for (const m of c.memberIds) conversationsByUser.set(m, [...(conversationsByUser.get(m) ?? []), c._id.toHexString()])
+  await db.collection<{ _id: string, conversationIds: string[] }>('user_conversations').insertMany([...conversationsByUser].map(([userId, conversationIds]) => ({ _id: userId, conversationIds })))
+  await client.close()
+
   return { users, conversationsByUser }
 }
 
