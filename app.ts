@@ -78,9 +78,7 @@ const app: FastifyPluginAsync<AppOptions> = async (fastify, opts) => {
   await fastify.register(autoload, {
     dir: join(here, 'routes'),
     options: opts,
-    forceESM: true,
-    autoHooks: true,
-    cascadeHooks: true
+    forceESM: true
   })
 }
 
@@ -89,8 +87,8 @@ const parley = fp(app, { name: 'parley', fastify: '5.x' })
 export default parley
 
 /**
- * The one way to get a running app instance: the server, the worker-less test
- * instances and the benchmarks all come through here with the same options.
+ * The one way to get a running app instance: the server, the tests and the
+ * benchmarks all come through here with the same options.
  */
 export async function buildApp (overrides: ConfigInput = {}): Promise<FastifyInstance> {
   const config = loadConfig(overrides)

@@ -11,7 +11,10 @@ import { delimiter, dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 export const FERRETDB_VERSION = 'v1.24.2'
-const projectRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..')
+const here = dirname(fileURLToPath(import.meta.url))
+// This file runs from scripts/ (sources) or dist/scripts/ (the build); the
+// shell script is only in the former.
+const installScript = [join(here, 'install-ferretdb.sh'), resolve(here, '..', '..', 'scripts', 'install-ferretdb.sh')]
 
 export interface EmbeddedServer {
   name: string
@@ -41,6 +44,16 @@ async function isExecutable (file: string): Promise<boolean> {
   } catch {
     return false
   }
+}
+
+async function firstExisting (files: string[]): Promise<string | undefined> {
+  for (const file of files) {
+    try {
+      await access(file, constants.R_OK)
+      return file
+    } catch {}
+  }
+  return undefined
 }
 
 async function which (command: string, extraDirs: string[] = []): Promise<string | undefined> {
@@ -93,7 +106,8 @@ async function ensureFerretDb (log: Log): Promise<string> {
       'set MONGODB_URI to a running server, or run `docker compose up`.')
   }
   log(`ferretdb not found: building FerretDB ${FERRETDB_VERSION} with the Go toolchain (a minute or two, once)`)
-  if (!run('bash', [join(projectRoot, 'scripts', 'install-ferretdb.sh'), FERRETDB_VERSION], log)) {
+  const script = await firstExisting(installScript)
+  if (!script || !run('bash', [script, FERRETDB_VERSION], log)) {
     throw new Error('Building FerretDB failed (see the output above). Install MongoDB 7 or FerretDB 1.24 yourself, set MONGODB_URI, or run `docker compose up`.')
   }
   const installed = await which('ferretdb', goBinDirs())
