@@ -398,3 +398,28 @@ t.test('secure deployments use __Host- and __Secure- cookies', async (t) => {
   t.ok(refresh.secure && refresh.path === '/api/auth')
   t.equal((await app.inject({ url: '/api/auth/me', cookies: { '__Host-access_token': access.value } })).statusCode, 200)
 })
+
+t.test('code guesses are limited per address across codes (429 with retry-after)', async (t) => {
+  const { app, smtp } = await setup(t, { CODE_GUESS_LIMIT: 3 })
+  const email = `l_${uniqueId()}@example.com`
+  await app.inject({ method: 'POST', url: '/api/auth/register', payload: { email, username: `l_${uniqueId()}`, password: 'limited guesses here' } })
+  const code = codeIn(await smtp.waitFor((m) => m.to.includes(email)))
+  const wrong = code === '111111' ? '222222' : '111111'
+  for (let i = 0; i < 3; i++) t.equal((await app.inject({ method: 'POST', url: '/api/auth/register/verify', payload: { email, code: wrong } })).json().code, 'INVALID_CODE')
+  const limited = await app.inject({ method: 'POST', url: '/api/auth/register/verify', payload: { email, code } })
+  t.equal(limited.statusCode, 429)
+  t.equal(limited.json().code, 'TOO_MANY_GUESSES', 'even the right code waits')
+  t.ok(Number(limited.headers['retry-after']) > 0)
+})
+
+t.test('a session ends at its absolute lifetime, however often it is refreshed', async (t) => {
+  const { app, smtp } = await setup(t)
+  const user = await registerUser(app, smtp)
+  const sessionId = user.refreshToken.split('.')[0]!
+  // Fast-forward to the end of its lifetime.
+  await app.redis.hset(`sess:${sessionId}`, 'expiresAt', String(Date.now() - 1000))
+  const res = await app.inject({ method: 'POST', url: '/api/auth/refresh', payload: { refreshToken: user.refreshToken } })
+  t.equal(res.statusCode, 401)
+  t.equal(res.json().code, 'INVALID_REFRESH_TOKEN')
+  t.equal((await app.inject({ url: '/api/auth/me', headers: user.auth })).json().code, 'SESSION_REVOKED', 'and its access tokens with it')
+})
