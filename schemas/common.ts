@@ -41,3 +41,6 @@ export function ref<T extends TSchema> (schema: T): TUnsafe<Static<T>> {
   if (typeof schema.$id !== 'string') throw new Error('ref() needs a schema with an $id')
   return Type.Unsafe<Static<T>>({ $ref: `${schema.$id}#` })
 }
+
+/** OpenAPI security of routes that need a signed-in user: Bearer token or the access cookie. */
+export const bearerOrCookie: Array<Record<string, string[]>> = [{ bearerAuth: [] }, { cookieAuth: [] }]

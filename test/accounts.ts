@@ -50,3 +50,8 @@ export async function createUser (app: FastifyInstance, name?: string): Promise<
   const accessToken = app.jwt.sign({ sub: userId, sid: sessionId, typ: 'access' })
   return { id: userId, email, username, password: 'fixture password 1', accessToken, refreshToken, auth: { authorization: `Bearer ${accessToken}` } }
 }
+
+/** The direct conversation of two users (created by the first). */
+export async function directConversation (app: FastifyInstance, a: TestUser, b: TestUser): Promise<string> {
+  return (await app.inject({ method: 'POST', url: '/api/conversations', headers: a.auth, payload: { type: 'direct', userId: b.id } })).json().id
+}

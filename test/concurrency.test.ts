@@ -2,15 +2,8 @@
 // load balancer: numbering, idempotency and direct-conversation creation must
 // hold across them.
 import t from 'tap'
-import { build } from './helper.js'
+import { twoInstances } from './helper.js'
 import { createUser } from './accounts.js'
-
-async function twoInstances (t: Parameters<typeof build>[0]) {
-  const one = await build(t)
-  const { MONGODB_DB, REDIS_PREFIX, JWT_SECRET, HASH_SECRET } = one.config
-  const two = await build(t, { MONGODB_DB, REDIS_PREFIX, JWT_SECRET, HASH_SECRET })
-  return [one, two] as const
-}
 
 t.test('200 parallel sends into one conversation from two instances give seq 1..200 exactly', async (t) => {
   const [one, two] = await twoInstances(t)

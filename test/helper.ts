@@ -30,6 +30,17 @@ export function testServers (): Promise<{ MONGODB_URI: string, REDIS_URL: string
 
 export const uniqueId = (): string => randomBytes(6).toString('hex')
 
+/**
+ * Two instances of the app on one Redis and one database, sharing their
+ * secrets, as behind a load balancer.
+ */
+export async function twoInstances (t: Test, overrides: ConfigInput = {}): Promise<[FastifyInstance, FastifyInstance]> {
+  const one = await build(t, overrides)
+  const { MONGODB_DB, REDIS_PREFIX, JWT_SECRET, HASH_SECRET } = one.config
+  const two = await build(t, { ...overrides, MONGODB_DB, REDIS_PREFIX, JWT_SECRET, HASH_SECRET })
+  return [one, two]
+}
+
 export async function build (t: Test, overrides: ConfigInput = {}): Promise<FastifyInstance> {
   const { MONGODB_URI, REDIS_URL } = await testServers()
   const id = uniqueId()

@@ -5,23 +5,16 @@ import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { dirname, join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
-import type { FastifyInstance } from 'fastify'
-import { build, testServers } from './helper.js'
-import { createUser, type TestUser } from './accounts.js'
+import { build, testServers, twoInstances } from './helper.js'
+import { createUser, directConversation } from './accounts.js'
 import { connect, type Frame } from './ws-client.js'
 import { startRedis } from '../scripts/embedded.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const isPresence = (userId: string, online: boolean) => (f: Frame) => f.type === 'presence' && f.data.userId === userId && f.data.online === online
 
-async function directConversation (app: FastifyInstance, a: TestUser, b: TestUser): Promise<string> {
-  return (await app.inject({ method: 'POST', url: '/api/conversations', headers: a.auth, payload: { type: 'direct', userId: b.id } })).json().id
-}
-
 t.test('presence across instances: online with the first socket, offline after the last (with last seen)', async (t) => {
-  const one = await build(t, { PRESENCE_GRACE_MS: 100 })
-  const { MONGODB_DB, REDIS_PREFIX, JWT_SECRET, HASH_SECRET } = one.config
-  const two = await build(t, { MONGODB_DB, REDIS_PREFIX, JWT_SECRET, HASH_SECRET, PRESENCE_GRACE_MS: 100 })
+  const [one, two] = await twoInstances(t, { PRESENCE_GRACE_MS: 100 })
   const [ada, bob, eve] = [await createUser(one), await createUser(one), await createUser(one)]
   await directConversation(one, ada, bob)
   const bobSocket = await connect(two, { token: bob.accessToken })

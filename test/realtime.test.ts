@@ -1,23 +1,7 @@
 import t from 'tap'
-import type { FastifyInstance } from 'fastify'
-import { build } from './helper.js'
-import { createUser, type TestUser } from './accounts.js'
+import { build, twoInstances } from './helper.js'
+import { createUser, directConversation } from './accounts.js'
 import { connect, refusedWith, type Frame } from './ws-client.js'
-import type { ConfigInput } from '../schemas/config.js'
-
-type TestArg = Parameters<typeof build>[0]
-
-/** Two instances of the app on one Redis and one database, as behind a load balancer. */
-async function twoInstances (t: TestArg, overrides: ConfigInput = {}) {
-  const one = await build(t, overrides)
-  const { MONGODB_DB, REDIS_PREFIX, JWT_SECRET, HASH_SECRET } = one.config
-  const two = await build(t, { ...overrides, MONGODB_DB, REDIS_PREFIX, JWT_SECRET, HASH_SECRET })
-  return [one, two] as const
-}
-
-async function directConversation (app: FastifyInstance, a: TestUser, b: TestUser): Promise<string> {
-  return (await app.inject({ method: 'POST', url: '/api/conversations', headers: a.auth, payload: { type: 'direct', userId: b.id } })).json().id
-}
 
 const isEvent = (type: string, test: (data: any) => boolean = () => true) => (f: Frame) => f.type === type && test(f.data)
 

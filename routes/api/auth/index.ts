@@ -4,14 +4,13 @@ import {
   Accepted, ChangePasswordBody, Done, EmailBody, LoginBody, RefreshBody, RegisterBody, ResetBody, SelfUser,
   SessionParams, SessionsResponse, SignedInResponse, TokenResponse, VerifyBody
 } from '../../../schemas/auth.js'
-import { errorResponses } from '../../../schemas/common.js'
+import { errorResponses, bearerOrCookie } from '../../../schemas/common.js'
 import type { SignedIn } from '../../../services/accounts.js'
 import { SessionNotFound } from '../../../services/errors.js'
 import { toSelfUser } from '../../../services/users.js'
 import { Unauthorized } from '../../../plugins/auth.js'
 
 const tags = ['auth']
-const secured: Array<Record<string, string[]>> = [{ bearerAuth: [] }, { cookieAuth: [] }]
 const ACCEPTED_MESSAGE = 'If the address can receive it, a mail is on its way.'
 
 const auth: FastifyPluginAsyncTypebox = async (fastify) => {
@@ -133,7 +132,7 @@ const auth: FastifyPluginAsyncTypebox = async (fastify) => {
     schema: {
       tags,
       summary: 'Sign out: ends this session at once and clears the cookies',
-      security: secured,
+      security: bearerOrCookie,
       response: { 200: Done, ...errorResponses(401, 403, 429, 500) }
     }
   }, async (request, reply) => {
@@ -148,7 +147,7 @@ const auth: FastifyPluginAsyncTypebox = async (fastify) => {
     schema: {
       tags,
       summary: 'Sign out everywhere: ends every session of the user',
-      security: secured,
+      security: bearerOrCookie,
       response: { 200: Done, ...errorResponses(401, 403, 429, 500) }
     }
   }, async (request, reply) => {
@@ -163,7 +162,7 @@ const auth: FastifyPluginAsyncTypebox = async (fastify) => {
     schema: {
       tags,
       summary: "List the user's sessions (devices)",
-      security: secured,
+      security: bearerOrCookie,
       response: { 200: SessionsResponse, ...errorResponses(401, 429, 500) }
     }
   }, async (request) => {
@@ -178,7 +177,7 @@ const auth: FastifyPluginAsyncTypebox = async (fastify) => {
       tags,
       summary: 'End one of your sessions',
       description: 'SESSION_NOT_FOUND for ids that are not your live sessions.',
-      security: secured,
+      security: bearerOrCookie,
       params: SessionParams,
       response: { 200: Done, ...errorResponses(400, 401, 403, 404, 429, 500) }
     }
@@ -195,7 +194,7 @@ const auth: FastifyPluginAsyncTypebox = async (fastify) => {
     schema: {
       tags,
       summary: 'The signed-in user',
-      security: secured,
+      security: bearerOrCookie,
       response: { 200: SelfUser, ...errorResponses(401, 429, 500) }
     }
   }, async (request) => {
@@ -239,7 +238,7 @@ const auth: FastifyPluginAsyncTypebox = async (fastify) => {
       tags,
       summary: 'Change the password; ends every other session',
       description: 'Errors: WRONG_PASSWORD (403), WEAK_PASSWORD, ACCOUNT_LOCKED (429).',
-      security: secured,
+      security: bearerOrCookie,
       body: ChangePasswordBody,
       response: { 200: Done, ...errorResponses(400, 401, 403, 413, 415, 429, 500) }
     }

@@ -3,11 +3,10 @@ import {
   AddMembersBody, ChangesPage, ChangesQuery, Conversation, ConversationListQuery, ConversationPage, ConversationPatch,
   CreateConversationBody, HistoryQuery, IdParams, MemberParams, Message, MessagePage, MuteBody, ReadBody, ReadState, SendBody
 } from '../../../schemas/chat.js'
-import { errorResponses, ref } from '../../../schemas/common.js'
+import { errorResponses, ref, bearerOrCookie } from '../../../schemas/common.js'
 import { Type } from '@sinclair/typebox'
 
 const tags = ['conversations']
-const security = [{ bearerAuth: [] }, { cookieAuth: [] }] as Array<Record<string, string[]>>
 
 const conversations: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.addHook('preHandler', fastify.authenticate)
@@ -16,7 +15,7 @@ const conversations: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.post('/', {
     schema: {
       tags,
-      security,
+      security: bearerOrCookie,
       summary: 'Start a direct conversation or create a group',
       description: 'Direct: the same pair always gets the same conversation (201 the first time, 200 after, also under concurrent creates); BLOCKED (403) when that user blocked you. Group: you become its admin; GROUP_TOO_LARGE, USER_NOT_FOUND.',
       body: CreateConversationBody,
@@ -36,7 +35,7 @@ const conversations: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.get('/', {
     schema: {
       tags,
-      security,
+      security: bearerOrCookie,
       summary: 'Your conversations, latest activity first, with last-message preview and unread count',
       querystring: ConversationListQuery,
       response: { 200: ConversationPage, ...errorResponses(400, 401, 500) }
@@ -46,7 +45,7 @@ const conversations: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.get('/:id', {
     schema: {
       tags,
-      security,
+      security: bearerOrCookie,
       summary: 'One conversation (404 unless you are a member)',
       params: IdParams,
       response: { 200: ref(Conversation), ...errorResponses(400, 401, 404, 500) }
@@ -56,7 +55,7 @@ const conversations: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.patch('/:id', {
     schema: {
       tags,
-      security,
+      security: bearerOrCookie,
       summary: 'Rename a group (admins)',
       params: IdParams,
       body: ConversationPatch,
@@ -67,7 +66,7 @@ const conversations: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.post('/:id/members', {
     schema: {
       tags,
-      security,
+      security: bearerOrCookie,
       summary: 'Add members to a group (admins)',
       params: IdParams,
       body: AddMembersBody,
@@ -78,7 +77,7 @@ const conversations: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.delete('/:id/members/:userId', {
     schema: {
       tags,
-      security,
+      security: bearerOrCookie,
       summary: 'Remove a member (admins), or leave (your own id)',
       description: '204 when you left (the conversation no longer exists for you), else the updated conversation.',
       params: MemberParams,
@@ -93,7 +92,7 @@ const conversations: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.put('/:id/mute', {
     schema: {
       tags,
-      security,
+      security: bearerOrCookie,
       summary: 'Mute notifications until a time (null unmutes)',
       params: IdParams,
       body: MuteBody,
@@ -107,7 +106,7 @@ const conversations: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.post('/:id/messages', {
     schema: {
       tags: ['messages'],
-      security,
+      security: bearerOrCookie,
       summary: 'Send a message',
       description: '201 with the stored message and its seq. Resending the same clientMsgId returns the original (200) and never stores a second one; reusing it for different content is CLIENT_MSG_ID_REUSED (409). EMPTY_MESSAGE, MESSAGE_TOO_LONG, TOO_MANY_ATTACHMENTS, MEDIA_NOT_FOUND, BLOCKED.',
       params: IdParams,
@@ -122,7 +121,7 @@ const conversations: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.get('/:id/messages', {
     schema: {
       tags: ['messages'],
-      security,
+      security: bearerOrCookie,
       summary: 'Message history by seq: the latest page, or before / after a seq',
       description: 'Ascending by seq. Deleted messages are tombstones (deleted: true, no text or attachments).',
       params: IdParams,
@@ -134,7 +133,7 @@ const conversations: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.get('/:id/changes', {
     schema: {
       tags: ['messages'],
-      security,
+      security: bearerOrCookie,
       summary: 'Catch up: everything that changed after a change number',
       description: 'New messages, edits, deletions and reactions, each as the message\'s current state, oldest change first. Start with since=0 (or the changeSeq you last saw), apply each page keyed by seq, continue with `cursor` while hasMore.',
       params: IdParams,
@@ -146,7 +145,7 @@ const conversations: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.post('/:id/read', {
     schema: {
       tags,
-      security,
+      security: bearerOrCookie,
       summary: 'Mark read up to seq (never moves backwards)',
       params: IdParams,
       body: ReadBody,

@@ -1,12 +1,11 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import { IdParams, MediaInfo } from '../../../schemas/chat.js'
-import { errorResponses, ref } from '../../../schemas/common.js'
+import { errorResponses, ref, bearerOrCookie } from '../../../schemas/common.js'
 import { MediaNotFound } from '../../../services/media.js'
 import { readImageUpload } from '../../../services/uploads.js'
 
 const tags = ['media']
-const security = [{ bearerAuth: [] }, { cookieAuth: [] }] as Array<Record<string, string[]>>
 
 const media: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.addHook('preHandler', fastify.authenticate)
@@ -14,7 +13,7 @@ const media: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.post('/', {
     schema: {
       tags,
-      security,
+      security: bearerOrCookie,
       summary: 'Upload an image to attach to a message (multipart/form-data, one file)',
       description: 'Returns the id to put in a message\'s `attachments`. Type by magic bytes (UNSUPPORTED_IMAGE, 415); size up to UPLOAD_MAX_BYTES (UPLOAD_TOO_LARGE, 413).',
       consumes: ['multipart/form-data'],
@@ -28,7 +27,7 @@ const media: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.get('/:id', {
     schema: {
       tags,
-      security,
+      security: bearerOrCookie,
       summary: 'Download an avatar or an attachment',
       description: 'Avatars are visible to every signed-in user; attachments to their uploader and the members of the conversation they were sent in.',
       params: IdParams,

@@ -1,9 +1,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { EditBody, IdParams, Message, ReactionParams } from '../../../schemas/chat.js'
-import { errorResponses, ref } from '../../../schemas/common.js'
+import { errorResponses, ref, bearerOrCookie } from '../../../schemas/common.js'
 
 const tags = ['messages']
-const security = [{ bearerAuth: [] }, { cookieAuth: [] }] as Array<Record<string, string[]>>
 
 const messages: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.addHook('preHandler', fastify.authenticate)
@@ -12,7 +11,7 @@ const messages: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.patch('/:id', {
     schema: {
       tags,
-      security,
+      security: bearerOrCookie,
       summary: 'Edit your message',
       description: 'NOT_SENDER (403), MESSAGE_DELETED (409), MESSAGE_TOO_LONG.',
       params: IdParams,
@@ -24,7 +23,7 @@ const messages: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.delete('/:id', {
     schema: {
       tags,
-      security,
+      security: bearerOrCookie,
       summary: 'Delete your message (a tombstone stays)',
       params: IdParams,
       response: { 200: ref(Message), ...errorResponses(400, 401, 403, 404, 409, 500, 503) }
@@ -34,7 +33,7 @@ const messages: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.put('/:id/reactions/:emoji', {
     schema: {
       tags,
-      security,
+      security: bearerOrCookie,
       summary: 'React with an emoji',
       params: ReactionParams,
       response: { 200: ref(Message), ...errorResponses(400, 401, 403, 404, 409, 500, 503) }
@@ -44,7 +43,7 @@ const messages: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.delete('/:id/reactions/:emoji', {
     schema: {
       tags,
-      security,
+      security: bearerOrCookie,
       summary: 'Take your reaction back',
       params: ReactionParams,
       response: { 200: ref(Message), ...errorResponses(400, 401, 403, 404, 409, 500, 503) }

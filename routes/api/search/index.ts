@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { SearchQuery, SearchResults } from '../../../schemas/chat.js'
-import { errorResponses } from '../../../schemas/common.js'
+import { errorResponses, bearerOrCookie } from '../../../schemas/common.js'
 
 const search: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.addHook('preHandler', fastify.authenticate)
@@ -8,7 +8,7 @@ const search: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.get('/messages', {
     schema: {
       tags: ['messages'],
-      security: [{ bearerAuth: [] }, { cookieAuth: [] }],
+      security: bearerOrCookie,
       summary: 'Search message text in your conversations (case-insensitive substring)',
       querystring: SearchQuery,
       response: { 200: SearchResults, ...errorResponses(400, 401, 404, 500) }

@@ -2,20 +2,19 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import { SelfUser } from '../../../schemas/auth.js'
 import { IdParams, ProfilePatch, PublicUser, UserPage, UserSearchQuery } from '../../../schemas/chat.js'
-import { errorResponses, ref } from '../../../schemas/common.js'
+import { errorResponses, ref, bearerOrCookie } from '../../../schemas/common.js'
 import { toPublicUser, toSelfUser } from '../../../services/users.js'
 import { UserNotFound } from '../../../services/people.js'
 import { readImageUpload } from '../../../services/uploads.js'
 
 const tags = ['users']
-const security = [{ bearerAuth: [] }, { cookieAuth: [] }] as Array<Record<string, string[]>>
 const Done = Type.Object({ status: Type.Literal('ok') })
 
 const users: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.addHook('preHandler', fastify.authenticate)
 
   fastify.get('/me', {
-    schema: { tags, security, summary: 'Your profile', response: { 200: SelfUser, ...errorResponses(401, 500) } }
+    schema: { tags, security: bearerOrCookie, summary: 'Your profile', response: { 200: SelfUser, ...errorResponses(401, 500) } }
   }, async (request) => {
     const user = await fastify.users.findById(request.user.id)
     if (!user) throw new UserNotFound()
@@ -25,7 +24,7 @@ const users: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.patch('/me', {
     schema: {
       tags,
-      security,
+      security: bearerOrCookie,
       summary: 'Change your display name or bio',
       body: ProfilePatch,
       response: { 200: SelfUser, ...errorResponses(400, 401, 403, 413, 415, 500) }
@@ -35,7 +34,7 @@ const users: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.put('/me/avatar', {
     schema: {
       tags,
-      security,
+      security: bearerOrCookie,
       summary: 'Upload your avatar (multipart/form-data, one image file)',
       description: 'PNG, JPEG, WebP or GIF, decided by the file\'s magic bytes, not by its declared type (UNSUPPORTED_IMAGE, 415). Larger than UPLOAD_MAX_BYTES: UPLOAD_TOO_LARGE (413).',
       consumes: ['multipart/form-data'],
@@ -50,7 +49,7 @@ const users: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.delete('/me/avatar', {
-    schema: { tags, security, summary: 'Remove your avatar', response: { 200: SelfUser, ...errorResponses(401, 403, 500) } }
+    schema: { tags, security: bearerOrCookie, summary: 'Remove your avatar', response: { 200: SelfUser, ...errorResponses(401, 403, 500) } }
   }, async (request) => {
     const { user, previous } = await fastify.people.setAvatar(request.user.id, null)
     if (previous) await fastify.media.delete(previous)
@@ -60,7 +59,7 @@ const users: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.get('/', {
     schema: {
       tags,
-      security,
+      security: bearerOrCookie,
       summary: 'Search the user directory by username or display name prefix',
       querystring: UserSearchQuery,
       response: { 200: UserPage, ...errorResponses(400, 401, 500) }
@@ -70,7 +69,7 @@ const users: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.get('/:id', {
     schema: {
       tags,
-      security,
+      security: bearerOrCookie,
       summary: 'A user\'s public profile, with last seen',
       params: IdParams,
       response: { 200: ref(PublicUser), ...errorResponses(400, 401, 404, 500) }
@@ -84,7 +83,7 @@ const users: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.put('/:id/block', {
     schema: {
       tags,
-      security,
+      security: bearerOrCookie,
       summary: 'Block a user: they can no longer start a direct conversation with you or message you in one',
       params: IdParams,
       response: { 200: Done, ...errorResponses(400, 401, 403, 404, 500) }
@@ -97,7 +96,7 @@ const users: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.delete('/:id/block', {
     schema: {
       tags,
-      security,
+      security: bearerOrCookie,
       summary: 'Unblock a user',
       params: IdParams,
       response: { 200: Done, ...errorResponses(400, 401, 403, 500) }

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
-import { errorResponses } from '../../../schemas/common.js'
+import { errorResponses, bearerOrCookie } from '../../../schemas/common.js'
 import { issueTicket, TICKET_TTL_S } from '../../../services/tickets.js'
 
 const TicketResponse = Type.Object({
@@ -14,7 +14,7 @@ const ws: FastifyPluginAsyncTypebox = async (fastify) => {
     config: { rateLimit: { max: fastify.config.AUTH_RATE_LIMIT_MAX, timeWindow: 60_000 } },
     schema: {
       tags: ['realtime'],
-      security: [{ bearerAuth: [] }, { cookieAuth: [] }],
+      security: bearerOrCookie,
       summary: 'A single-use ticket to open the WebSocket from a browser on another origin',
       description: 'See the AsyncAPI document at /docs/asyncapi.json for the WebSocket protocol.',
       response: { 201: TicketResponse, ...errorResponses(401, 403, 429, 500) }
