@@ -17,9 +17,6 @@ export const indexes: Record<string, IndexDescription[]> = {
     { key: { key: 1 }, name: 'key_unique', unique: true },
     { key: { memberIds: 1, lastActivityAt: -1, _id: -1 }, name: 'member_activity' }
   ],
-  memberships: [
-    { key: { userId: 1 }, name: 'user' }
-  ],
   messages: [
     { key: { conversationId: 1, seq: 1 }, name: 'conversation_seq_unique', unique: true },
     { key: { conversationId: 1, changeSeq: 1 }, name: 'conversation_changes' }
