@@ -5,7 +5,7 @@
 // cleaning up, its entries simply expire, and whichever instance sweeps first
 // (ZREM succeeds for exactly one) announces the user offline.
 import type { Redis } from 'ioredis'
-import type { UserService } from './users.js'
+import { parseObjectId, type UserService } from './users.js'
 import type { Publish } from './events.js'
 
 const ENTRIES = 'presence:entries'
@@ -35,8 +35,8 @@ export function createPresenceService (deps: {
     let lastSeenAt: string | null = null
     if (!online) {
       const at = new Date()
-      const user = await users.findById(userId)
-      if (user) await users.collection.updateOne({ _id: user._id }, { $set: { lastSeenAt: at } })
+      const _id = parseObjectId(userId)
+      if (_id) await users.collection.updateOne({ _id }, { $set: { lastSeenAt: at } })
       lastSeenAt = at.toISOString()
     }
     await publish(await contacts(userId), { type: 'presence', data: { userId, online, lastSeenAt } })
