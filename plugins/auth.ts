@@ -29,6 +29,8 @@ declare module 'fastify' {
     authenticate: (request: FastifyRequest, reply: FastifyReply) => Promise<void>
     /** preHandler: refuses a cookie-carrying unsafe request from another site. */
     sameOriginGuard: (request: FastifyRequest, reply: FastifyReply) => Promise<void>
+    /** True when the request has no Origin (not a browser) or comes from this host or an allowlisted origin. */
+    originAllowed: (request: FastifyRequest) => boolean
     cookieNames: CookieNames
   }
 }
@@ -58,6 +60,13 @@ export default fp(async (fastify) => {
   })
 
   const trustedOrigins = new Set(corsOrigins)
+  const originAllowed = (request: FastifyRequest): boolean => {
+    const origin = request.headers.origin
+    if (origin === undefined) return true
+    const host = request.headers.host
+    if (host !== undefined && (origin === `http://${host}` || origin === `https://${host}`)) return true
+    return trustedOrigins.has(origin)
+  }
   const sameOriginGuard = async (request: FastifyRequest): Promise<void> => {
     if (SAFE_METHODS.has(request.method)) return
     // Bearer clients are not exposed to CSRF: a browser never adds that header by itself.
@@ -65,11 +74,7 @@ export default fp(async (fastify) => {
     const hasAuthCookie = request.cookies[cookieNames.access] !== undefined || request.cookies[cookieNames.refresh] !== undefined
     if (!hasAuthCookie) return
     if (request.headers['sec-fetch-site'] === 'cross-site') throw new CrossSiteRejected()
-    const origin = request.headers.origin
-    if (origin === undefined) return
-    const host = request.headers.host
-    const sameOrigin = host !== undefined && (origin === `http://${host}` || origin === `https://${host}`)
-    if (!sameOrigin && !trustedOrigins.has(origin)) throw new CrossSiteRejected()
+    if (!originAllowed(request)) throw new CrossSiteRejected()
   }
 
   const authenticate = async (request: FastifyRequest): Promise<void> => {
@@ -91,5 +96,6 @@ export default fp(async (fastify) => {
 
   fastify.decorate('cookieNames', cookieNames)
   fastify.decorate('sameOriginGuard', sameOriginGuard)
+  fastify.decorate('originAllowed', originAllowed)
   fastify.decorate('authenticate', authenticate)
 }, { name: 'auth', dependencies: ['config', 'redis', 'errors'] })

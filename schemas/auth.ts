@@ -1,4 +1,4 @@
-import { Type, type Static } from '@sinclair/typebox'
+import { Type } from '@sinclair/typebox'
 import { PASSWORD_MAX, PASSWORD_MIN } from '../services/passwords.js'
 
 export const Email = Type.String({ format: 'email', maxLength: 254, description: 'Compared case-insensitively', examples: ['ada@example.com'] })
@@ -76,5 +76,3 @@ export const SessionsResponse = Type.Object({
     lastUsedAt: Type.String({ format: 'date-time', description: 'Sign-in or last refresh' })
   }))
 })
-
-export type RegisterBodyT = Static<typeof RegisterBody>

@@ -12,5 +12,3 @@ export interface RealtimeEvent {
 }
 
 export type Publish = (userIds: string[], event: RealtimeEvent) => Promise<void>
-
-export const noPublish: Publish = async () => {}

@@ -52,11 +52,6 @@ export function createCodeService (redis: Redis, hashSecret: string) {
     return { code: await issue(purpose, email, rest), data: rest }
   }
 
-  async function pending (purpose: CodePurpose, email: string): Promise<Record<string, string> | null> {
-    const data = await redis.hgetall(key(purpose, email))
-    return data.codeHash ? data : null
-  }
-
   async function consume<T extends Record<string, string>> (purpose: CodePurpose, email: string, code: string): Promise<CodeCheck<T>> {
     const k = key(purpose, email)
     // HINCRBY would create a fresh hash for an expired code; check and count in one step.
@@ -84,5 +79,5 @@ export function createCodeService (redis: Redis, hashSecret: string) {
     await redis.del(key(purpose, email), cooldownKey(purpose, email))
   }
 
-  return { claimSendSlot, issue, reissue, pending, consume, discard }
+  return { claimSendSlot, issue, reissue, consume, discard }
 }

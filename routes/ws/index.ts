@@ -1,7 +1,7 @@
 // GET /ws: the WebSocket endpoint. Everything is checked on the HTTP request,
 // before the upgrade, so a refused client never gets a socket: a foreign
 // Origin (403), no or bad credentials (401), too many sockets (429).
-import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
+import type { FastifyPluginAsync } from 'fastify'
 import createError from '@fastify/error'
 import { redeemTicket } from '../../services/tickets.js'
 
@@ -10,22 +10,12 @@ const InvalidTicket = createError('INVALID_TICKET', 'The ticket is invalid, used
 const TooManyConnections = createError('TOO_MANY_CONNECTIONS', 'Too many open sockets for this user', 429)
 
 const ws: FastifyPluginAsync = async (fastify) => {
-  const allowed = new Set(fastify.config.corsOrigins)
-
-  function checkOrigin (request: FastifyRequest): void {
-    const origin = request.headers.origin
-    // Non-browser clients send no Origin; browsers always do on an upgrade.
-    if (origin === undefined) return
-    const host = request.headers.host
-    if (host !== undefined && (origin === `http://${host}` || origin === `https://${host}`)) return
-    if (!allowed.has(origin)) throw new OriginNotAllowed()
-  }
-
   fastify.get<{ Querystring: { ticket?: string, resume?: string } }>('/', {
     websocket: true,
     schema: { hide: true },
     onRequest: async (request, reply) => {
-      checkOrigin(request)
+      // Non-browser clients send no Origin; browsers always do on an upgrade.
+      if (!fastify.originAllowed(request)) throw new OriginNotAllowed()
       const ticket = request.query.ticket
       if (typeof ticket === 'string') {
         const user = await redeemTicket(fastify.redis, ticket)
