@@ -2,5 +2,5 @@ import neostandard from 'neostandard'
 
 export default neostandard({
   ts: true,
-  ignores: ['dist/**', 'node_modules/**', '.data/**', '.tap/**', 'coverage/**']
+  ignores: ['.scratch/**', 'dist/**', 'node_modules/**', '.data/**', '.tap/**', 'coverage/**']
 })

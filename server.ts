@@ -7,6 +7,24 @@ import { loadConfig } from './schemas/config.js'
 
 const say = (message: string): void => { console.log(`[parley] ${message}`) }
 
+/**
+ * Under `npm start`, npm is the process that process managers, CI runners and
+ * `timeout` signal, and npm does not pass SIGTERM on to its script: it exits
+ * and leaves us running. So we stop, gracefully, as soon as our parent is gone.
+ * Only under npm: a server started directly keeps running when its shell exits.
+ */
+function stopWithNpm (): void {
+  if (process.env.npm_lifecycle_event === undefined) return
+  const parent = process.ppid
+  const timer = setInterval(() => {
+    if (process.ppid === parent) return
+    clearInterval(timer)
+    say('npm exited; shutting down')
+    process.kill(process.pid, 'SIGTERM')
+  }, 250)
+  timer.unref()
+}
+
 let embedded: EmbeddedEnvironment | undefined
 try {
   // Fail on bad configuration before starting anything.
@@ -22,7 +40,8 @@ try {
   })
 
   const address = await app.listen({ host: app.config.HOST, port: app.config.PORT })
-  say(`listening at ${address} (API docs at ${address}/docs)`)
+  say(`listening at ${address} (API docs at ${address}/docs), pid ${process.pid}`)
+  stopWithNpm()
 } catch (err) {
   console.error(`[parley] cannot start: ${(err as Error).message}`)
   await embedded?.stop()

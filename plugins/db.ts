@@ -10,13 +10,16 @@ declare module 'fastify' {
 
 export default fp(async (fastify) => {
   const { MONGODB_URI, MONGODB_DB } = fastify.config
-  // Requests should fail in seconds, not the driver's default 30, while the
-  // database is unreachable; a timeout in the URI still wins.
-  const timeoutInUri = /[?&]serverSelectionTimeoutMS=/i.test(MONGODB_URI)
+  // While the database is unreachable a request must fail fast (503), not wait
+  // the driver's default 30 s: the first request to notice waits at most the
+  // selection timeout, later ones are refused at once (plugins/availability.ts)
+  // until a heartbeat finds the server again. Settings in the URI still win.
+  const inUri = (name: string): boolean => new RegExp(`[?&]${name}=`, 'i').test(MONGODB_URI)
   const client = new MongoClient(MONGODB_URI, {
     appName: 'parley',
     maxPoolSize: 50,
-    ...(timeoutInUri ? {} : { serverSelectionTimeoutMS: 5000 })
+    ...(inUri('serverSelectionTimeoutMS') ? {} : { serverSelectionTimeoutMS: 2000 }),
+    ...(inUri('heartbeatFrequencyMS') ? {} : { heartbeatFrequencyMS: 2000 })
   })
   await client.connect()
   const db = client.db(MONGODB_DB)

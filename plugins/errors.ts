@@ -3,6 +3,9 @@ import { STATUS_CODES } from 'node:http'
 import type { FastifyError } from 'fastify'
 import { ErrorResponse } from '../schemas/common.js'
 
+/** Seconds a client is told to wait after a 503. */
+export const SERVICE_RETRY_AFTER_S = 5
+
 // Fastify's own error codes mapped onto the API's stable codes.
 const frameworkCodes: Record<string, string> = {
   FST_ERR_VALIDATION: 'VALIDATION_ERROR',
@@ -37,17 +40,30 @@ export default fp(async (fastify) => {
   fastify.addSchema(ErrorResponse)
 
   fastify.setErrorHandler((error: FastifyError, request, reply) => {
-    const statusCode = error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500
-    if (statusCode >= 500) {
+    let statusCode = error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500
+    const retryAfter = (error as FastifyError & { retryAfter?: number }).retryAfter
+    // A failure that a lost dependency caused is a 503 the client may retry,
+    // not an internal error (plugins/availability.ts tracks the dependencies).
+    const dependencyLost = statusCode === 500 && fastify.hasDecorator('isDependencyError') &&
+      (fastify.isDependencyError(error) || fastify.dependenciesDown().length > 0)
+    if (dependencyLost) statusCode = 503
+    if (statusCode === 503) {
       // Details stay in the log, under this request's id.
+      request.log.warn({ err: error }, 'request failed: service unavailable')
+      const ours = !dependencyLost && error.code !== undefined && /^[A-Z][A-Z0-9_]+$/.test(error.code) && !error.code.startsWith('FST_')
+      if (!reply.hasHeader('retry-after')) reply.header('retry-after', String(retryAfter ?? SERVICE_RETRY_AFTER_S))
+      return reply.code(503).send({
+        statusCode,
+        code: ours ? error.code : 'SERVICE_UNAVAILABLE',
+        error: STATUS_CODES[503],
+        message: ours ? error.message : error.code === 'FST_UNDER_PRESSURE' ? 'The server is under pressure; retry shortly' : 'A service this request needs is unavailable; retry shortly'
+      })
+    }
+    if (statusCode >= 500) {
       request.log.error({ err: error }, 'request failed')
-      if (statusCode === 503 && error.code === 'FST_UNDER_PRESSURE') {
-        return reply.code(503).send({ statusCode, code: 'SERVICE_UNAVAILABLE', error: STATUS_CODES[503], message: 'The server is under pressure; retry shortly' })
-      }
-      return reply.code(statusCode).send({ statusCode, code: statusCode === 503 ? 'SERVICE_UNAVAILABLE' : 'INTERNAL_ERROR', error: STATUS_CODES[statusCode], message: 'Internal Server Error' })
+      return reply.code(statusCode).send({ statusCode, code: 'INTERNAL_ERROR', error: STATUS_CODES[statusCode], message: 'Internal Server Error' })
     }
     if (statusCode !== 404 && statusCode !== 401) request.log.info({ code: error.code, message: error.message }, 'request rejected')
-    const retryAfter = (error as FastifyError & { retryAfter?: number }).retryAfter
     if (typeof retryAfter === 'number') reply.header('retry-after', String(retryAfter))
     return reply.code(statusCode).send({
       statusCode,

@@ -51,10 +51,13 @@ export default fp(async (fastify) => {
   })
 
   // Runs before the redis plugin's own onClose (hooks run in reverse order of
-  // registration), so the worker can finish the job in hand first.
+  // registration), so the worker can finish the job in hand first. With Redis
+  // away that wait would never end: the job is then left to BullMQ's stalled-job
+  // recovery, and the connections are dropped by the redis plugin right after.
   fastify.addHook('onClose', async () => {
-    await worker?.close()
-    await queue.close()
+    const redisUp = fastify.redis.status === 'ready'
+    const closing = Promise.allSettled([worker?.close(!redisUp), queue.close()])
+    await Promise.race([closing, new Promise((resolve) => setTimeout(resolve, redisUp ? 5000 : 500).unref())])
     closeTransport()
   })
 }, { name: 'mailer', dependencies: ['config', 'redis'] })

@@ -43,9 +43,9 @@ export default fp(async (fastify) => {
     return connection
   }
 
-  // A few retries while reconnecting, then fail the command: a request must get
-  // an error rather than hang while Redis is away.
-  const redis = redisConnection('commands', { keyPrefix: `${REDIS_PREFIX}:`, maxRetriesPerRequest: 3, lazyConnect: true })
+  // No offline queue: while Redis is away a command fails at once (a fast 503,
+  // see plugins/availability.ts) instead of waiting for reconnect retries.
+  const redis = redisConnection('commands', { keyPrefix: `${REDIS_PREFIX}:`, maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: true })
   await redis.connect()
 
   fastify.decorate('redis', redis)

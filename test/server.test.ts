@@ -59,3 +59,39 @@ t.test('server starts its own servers, is ready, and exits 0 on SIGTERM leaving 
   t.ok(Date.now() - started < 10000, 'exits within 10 s')
   for (const pid of pids) t.notOk(alive(pid), `child ${pid} is gone`)
 })
+
+// Process managers, CI runners and `timeout npm start` signal the npm process,
+// in its own session as `setsid npm start` has it. Everything npm start
+// started must be gone within the shutdown grace (8 s).
+for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+  t.test(`npm start, ${signal} to the npm process: the server and its servers stop`, async (t) => {
+    const cwd = await mkdtemp(join(tmpdir(), 'parley-npm-start-'))
+    t.teardown(() => rm(cwd, { recursive: true, force: true }))
+    const env: NodeJS.ProcessEnv = { ...process.env, PORT: '0', LOG_LEVEL: 'warn', NODE_ENV: 'development' }
+    delete env.MONGODB_URI
+    delete env.REDIS_URL
+    // Data of this run under its own folder: run the npm script with the repository as prefix.
+    const npm = spawn('npm', ['start', '--silent', '--prefix', root], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true })
+    let output = ''
+    npm.stdout.on('data', (chunk: Buffer) => { output += chunk.toString() })
+    npm.stderr.on('data', (chunk: Buffer) => { output += chunk.toString() })
+    const survivors = (): number[] => [...output.matchAll(/\(pid (\d+)\)|, pid (\d+)/g)].map((m) => Number(m[1] ?? m[2])).filter(alive)
+    t.teardown(() => { for (const pid of [npm.pid!, ...survivors()]) { try { process.kill(pid, 'SIGKILL') } catch {} } })
+
+    const deadline = Date.now() + 120000
+    let serverPid: number | undefined
+    while (Date.now() < deadline && serverPid === undefined && npm.exitCode === null) {
+      serverPid = Number(/\[parley\] listening at \S+ .*, pid (\d+)/.exec(output)?.[1]) || undefined
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+    if (serverPid === undefined) throw new Error(`npm start did not start the server:\n${output}`)
+    const started = survivors()
+    t.equal(started.length, 3, 'the server, redis-server and the MongoDB-wire server run')
+    t.ok(started.includes(serverPid))
+
+    process.kill(npm.pid!, signal)
+    const stopDeadline = Date.now() + 8000
+    while (Date.now() < stopDeadline && survivors().length > 0) await new Promise((resolve) => setTimeout(resolve, 100))
+    t.same(survivors(), [], `nothing survives ${signal} to npm within the 8 s grace`)
+  })
+}
