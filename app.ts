@@ -6,6 +6,7 @@ import autoload from '@fastify/autoload'
 import { AjvCompiler, type ValidatorFactory } from '@fastify/ajv-compiler'
 import fp from 'fastify-plugin'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import { frameworkErrorReply } from './plugins/errors.js'
 import { loadConfig, type ConfigInput, type ResolvedConfig } from './schemas/config.js'
 
 const here = dirname(fileURLToPath(import.meta.url))
@@ -35,7 +36,10 @@ export function serverOptions (config: ResolvedConfig): FastifyServerOptions {
     genReqId: () => randomUUID(),
     return503OnClosing: true,
     forceCloseConnections: 'idle',
-    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
+    // Path parameters are bounded by their schemas (400 VALIDATION_ERROR), not
+    // by the router: Node's header limit (16 KiB) bounds the whole URL.
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 16 * 1024 },
+    frameworkErrors: frameworkErrorReply,
     ajv: {
       customOptions: {
         // Unknown properties are errors (schemas set additionalProperties: false).

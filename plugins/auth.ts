@@ -89,8 +89,13 @@ export default fp(async (fastify) => {
     }
     const { id, sessionId, tokenType } = request.user
     if (tokenType !== 'access' || typeof sessionId !== 'string' || typeof id !== 'string') throw new InvalidToken()
-    // Revocation is immediate: the session must still exist in Redis.
-    if (await fastify.redis.exists(sessionKey(sessionId)) === 0) throw new SessionRevoked()
+    // Revocation is immediate: the session must still exist in Redis. The
+    // request is charged to the user's budget in the same round trip.
+    const charged = fastify.requestLimits.consume(request.routeOptions.config.rateBucket ?? 'api', id).then(() => undefined, (err: unknown) => err)
+    const live = await fastify.redis.exists(sessionKey(sessionId))
+    const refused = await charged
+    if (live === 0) throw new SessionRevoked()
+    if (refused !== undefined) throw refused
     await sameOriginGuard(request)
   }
 
@@ -98,4 +103,4 @@ export default fp(async (fastify) => {
   fastify.decorate('sameOriginGuard', sameOriginGuard)
   fastify.decorate('originAllowed', originAllowed)
   fastify.decorate('authenticate', authenticate)
-}, { name: 'auth', dependencies: ['config', 'redis', 'errors'] })
+}, { name: 'auth', dependencies: ['config', 'redis', 'errors', 'rate-limit'] })

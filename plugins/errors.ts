@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin'
 import { STATUS_CODES } from 'node:http'
-import type { FastifyError } from 'fastify'
-import { ErrorResponse } from '../schemas/common.js'
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
+import { ErrorResponse, errorResponses } from '../schemas/common.js'
 
 /** Seconds a client is told to wait after a 503. */
 export const SERVICE_RETRY_AFTER_S = 5
@@ -36,8 +36,36 @@ function stableCode (error: FastifyError, statusCode: number): string {
   return (STATUS_CODES[statusCode] ?? 'ERROR').toUpperCase().replace(/[^A-Z0-9]+/g, '_')
 }
 
+/**
+ * Errors the router raises before any route or hook runs (an undecodable URL,
+ * a path parameter past the router's limit): answered in the same one shape,
+ * without echoing the URL.
+ */
+export function frameworkErrorReply (error: FastifyError, _request: FastifyRequest, reply: FastifyReply): void {
+  const statusCode = error.statusCode ?? 400
+  const messages: Record<string, string> = {
+    FST_ERR_BAD_URL: 'The URL is not valid',
+    FST_ERR_MAX_PARAM_LENGTH: 'A path parameter is too long'
+  }
+  reply.code(statusCode).send({
+    statusCode,
+    code: error.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'URI_TOO_LONG' : stableCode(error, statusCode),
+    error: STATUS_CODES[statusCode] ?? 'Error',
+    message: messages[error.code] ?? 'Bad request'
+  })
+}
+
 export default fp(async (fastify) => {
   fastify.addSchema(ErrorResponse)
+
+  // What any API route can answer besides its own errors, documented once here:
+  // 503 while a dependency is down, 429 where a rate limit applies.
+  fastify.addHook('onRoute', (route) => {
+    const schema = route.schema as { response?: Record<string, unknown>, security?: unknown, hide?: boolean } | undefined
+    if (schema?.response === undefined || schema.hide === true || !route.url.startsWith('/api/')) return
+    const limited = schema.security !== undefined || route.config?.rateLimit !== undefined
+    schema.response = { ...errorResponses(503), ...(limited ? errorResponses(429) : {}), ...schema.response }
+  })
 
   fastify.setErrorHandler((error: FastifyError, request, reply) => {
     let statusCode = error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500

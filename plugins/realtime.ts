@@ -8,9 +8,9 @@ import type { WebSocket } from 'ws'
 import { Ajv, type ValidateFunction } from 'ajv'
 import addFormats from 'ajv-formats'
 import createError from '@fastify/error'
-import { CLOSE, RequestEnvelope, requestData, type RequestData, type RequestType } from '../schemas/ws.js'
+import { CLOSE, RequestEnvelope, requestData, type AckData, type RequestData, type RequestType } from '../schemas/ws.js'
 import type { RealtimeEvent } from '../services/events.js'
-import type { MessageService } from '../services/messages.js'
+import type { ChangesPage } from '../services/messages.js'
 import { createPresenceService, type PresenceService } from '../services/presence.js'
 import type { EventEnvelope } from './events.js'
 
@@ -35,8 +35,13 @@ const RateLimited = createError('RATE_LIMITED', 'Too many frames; slow down', 42
 
 const MESSAGE_EVENTS = new Set(['message.created', 'message.updated', 'message.deleted', 'reaction.updated'])
 const MAX_SYNC_BUFFER = 2000
+/** What one sync ack may carry at most, over all its conversations. */
+export const SYNC_MAX_CHANGES = 1000
+export const SYNC_MAX_BYTES = 1024 * 1024
 const DELIVERED_MEMORY = 1000
 const HOLD_UNTIL_SYNC_MS = 10_000
+// How long a socket that is being cut off waits for its answers at most.
+const CUT_OFF_WAIT_MS = 10_000
 
 interface Client {
   id: string
@@ -48,6 +53,10 @@ interface Client {
   refilledAt: number
   strikes: number
   typingAt: Map<string, number>
+  /** Requests being carried out; a socket is closed only after they are answered. */
+  pending: Set<Promise<void>>
+  /** Refused further frames; closed once `pending` is answered. */
+  cutOff: boolean
   /** Conversations being caught up: live message events wait here until the catch-up is sent. */
   syncing: Map<string, RealtimeEvent[]>
   /** changeSeqs already sent live, per conversation, so a catch-up does not repeat them. */
@@ -181,10 +190,14 @@ export default fp(async (fastify) => {
     return true
   }
 
-  type Handler<T extends RequestType> = (client: Client, data: RequestData<T>) => Promise<unknown>
+  // What each handler resolves to is the ack's data, typed by the schema the
+  // AsyncAPI document describes it with (sync also releases held events after its ack).
+  type Handler<T extends RequestType> = (client: Client, data: RequestData<T>) => Promise<T extends 'sync' ? { result: AckData<'sync'>, after: () => void } : AckData<T>>
   const handlers: { [T in RequestType]: Handler<T> } = {
     send: async (client, data) => {
       const { conversationId, ...input } = data
+      // The same per-user budget as POST …/messages, across every socket and instance.
+      await fastify.requestLimits.consume('send', client.userId)
       return fastify.messages.send(conversationId, client.userId, input)
     },
     edit: async (client, data) => ({ message: await fastify.messages.edit(data.messageId, client.userId, data.text) }),
@@ -203,9 +216,11 @@ export default fp(async (fastify) => {
     },
     read: async (client, data) => fastify.conversations.markRead(data.conversationId, client.userId, data.seq),
     sync: async (client, data) => {
+      const ids = data.conversations.map((c) => c.conversationId)
+      if (new Set(ids).size !== ids.length) throw new FrameInvalid('data.conversations must name each conversation once')
       // Hold live events of these conversations from now on, then fetch: what
       // is committed before the fetch is in it, what comes after is held.
-      for (const { conversationId } of data.conversations) if (!client.syncing.has(conversationId)) client.syncing.set(conversationId, [])
+      for (const conversationId of ids) if (!client.syncing.has(conversationId)) client.syncing.set(conversationId, [])
       // Events held since the handshake join the hold of their conversation.
       const heldBefore = client.held
       client.held = null
@@ -215,15 +230,23 @@ export default fp(async (fastify) => {
         if (waiting) waiting.push(event)
         else passOn.push(event)
       }
-      const results: Array<{ conversationId: string } & Awaited<ReturnType<MessageService['changes']>>> = []
+      // One ack is bounded in changes and in bytes, however many conversations
+      // it names: those past the budget answer hasMore and are asked for again.
+      let changesLeft = SYNC_MAX_CHANGES
+      let bytesLeft = SYNC_MAX_BYTES
+      const results: Array<{ conversationId: string } & Omit<ChangesPage, 'bytes'>> = []
       try {
         for (const { conversationId, since } of data.conversations) {
-          const page = await fastify.messages.changes(conversationId, client.userId, since, data.limit ?? 500)
+          const { bytes, ...page } = changesLeft > 0 && bytesLeft > 0
+            ? await fastify.messages.changes(conversationId, client.userId, since, Math.min(data.limit ?? 500, changesLeft), bytesLeft)
+            : { changes: [], cursor: since, hasMore: true, lastSeq: (await fastify.conversations.getForMember(conversationId, client.userId)).lastSeq, bytes: 0 }
+          changesLeft -= page.changes.length
+          bytesLeft -= bytes
           const seen = client.delivered.get(conversationId)
           results.push({ conversationId, ...page, changes: page.changes.filter((m) => !seen?.has(m.changeSeq)) })
         }
       } catch (err) {
-        for (const { conversationId } of data.conversations) client.syncing.delete(conversationId)
+        for (const conversationId of ids) client.syncing.delete(conversationId)
         for (const event of passOn) deliverEvent(client, event)
         throw err
       }
@@ -264,39 +287,71 @@ export default fp(async (fastify) => {
       send(client, { type: 'error', ref, code: e.code === 'FST_ERR_VALIDATION' ? 'VALIDATION_ERROR' : e.code, message: e.message })
       return
     }
+    if (e.statusCode === 503 || fastify.isDependencyError(err) || fastify.dependenciesDown().length > 0) {
+      log.warn({ err, userId: client.userId }, 'websocket request failed: service unavailable')
+      const ours = e.statusCode === 503 && typeof e.code === 'string'
+      send(client, { type: 'error', ref, code: ours ? e.code : 'SERVICE_UNAVAILABLE', message: ours ? e.message : 'A service this request needs is unavailable; retry shortly' })
+      return
+    }
     log.error({ err, userId: client.userId }, 'websocket request failed')
-    send(client, { type: 'error', ref, code: e.statusCode === 503 ? e.code ?? 'SERVICE_UNAVAILABLE' : 'INTERNAL_ERROR', message: e.statusCode === 503 ? e.message : 'Internal Server Error' })
+    send(client, { type: 'error', ref, code: 'INTERNAL_ERROR', message: 'Internal Server Error' })
+  }
+
+  /**
+   * Closes a socket that broke the rules, once every request it already had
+   * carried out is acknowledged: an ack must never be overtaken by the close.
+   */
+  function cutOff (client: Client, code: number, reason: string): void {
+    if (client.cutOff) return
+    client.cutOff = true
+    const answered = Promise.allSettled([...client.pending])
+    const deadline = new Promise((resolve) => setTimeout(resolve, CUT_OFF_WAIT_MS).unref())
+    Promise.race([answered, deadline]).then(() => client.socket.close(code, reason)).catch(() => {})
+  }
+
+  function readFrame (raw: Buffer, isBinary: boolean): { envelope?: { type: string, ref?: string, data?: unknown }, problem?: string } {
+    if (isBinary) return { problem: 'Frames must be JSON text' }
+    let frame: unknown
+    try {
+      frame = JSON.parse(raw.toString('utf8'))
+    } catch {
+      return { problem: 'Frame is not valid JSON' }
+    }
+    return envelopeCheck(frame) ? { envelope: frame } : { problem: 'Frame must be {type, ref?, data?}' }
   }
 
   async function onFrame (client: Client, raw: Buffer, isBinary: boolean): Promise<void> {
+    if (client.cutOff) return
+    // The envelope is read first (frames are at most 64 KiB), so that every
+    // answer to a request, a refusal included, echoes its ref.
+    const { envelope, problem } = readFrame(raw, isBinary)
+    const ref = envelope?.ref ?? null
     if (!takeToken(client)) {
       client.strikes++
       // Errors first; a client that keeps going regardless is cut off.
       if (client.strikes > config.WS_RATE_BURST) {
         stats.rateLimited++
-        client.socket.close(CLOSE.policy, 'rate limit')
+        cutOff(client, CLOSE.policy, 'rate limit')
       } else {
-        fail(client, null, new RateLimited())
+        fail(client, ref, new RateLimited())
       }
       return
     }
-    if (isBinary) return fail(client, null, new BadFrame('Frames must be JSON text'))
-    let frame: unknown
-    try {
-      frame = JSON.parse(raw.toString('utf8'))
-    } catch {
-      return fail(client, null, new BadFrame('Frame is not valid JSON'))
-    }
-    if (!envelopeCheck(frame)) return fail(client, null, new BadFrame('Frame must be {type, ref?, data?}'))
-    const ref = frame.ref ?? null
-    const type = frame.type as RequestType
-    if (!Object.hasOwn(handlers, type)) return fail(client, ref, new UnknownType(frame.type))
-    const data = frame.data ?? {}
+    if (!envelope) return fail(client, null, new BadFrame(problem))
+    const type = envelope.type as RequestType
+    if (!Object.hasOwn(handlers, type)) return fail(client, ref, new UnknownType(envelope.type))
+    const data = envelope.data ?? {}
     const check = dataChecks[type]
     if (!check(data)) {
       const first = check.errors?.[0]
       return fail(client, ref, new FrameInvalid(first ? `data${first.instancePath.replaceAll('/', '.')} ${first.message ?? 'is invalid'}` : 'Invalid data'))
     }
+    const work = answer(client, type, ref, data)
+    client.pending.add(work)
+    await work.finally(() => client.pending.delete(work))
+  }
+
+  async function answer (client: Client, type: RequestType, ref: string | null, data: unknown): Promise<void> {
     try {
       const result = await (handlers[type] as Handler<RequestType>)(client, data as never)
       if (type === 'sync') {
@@ -312,7 +367,7 @@ export default fp(async (fastify) => {
   }
 
   async function accept (socket: WebSocket, user: { id: string, sessionId: string }, options: { holdUntilSync?: boolean } = {}): Promise<void> {
-    const client: Client = { id: randomUUID(), userId: user.id, sessionId: user.sessionId, socket, alive: true, tokens: config.WS_RATE_BURST, refilledAt: Date.now(), strikes: 0, typingAt: new Map(), syncing: new Map(), delivered: new Map(), held: options.holdUntilSync ? [] : null, heldOverflow: false, caughtUpTo: new Map() }
+    const client: Client = { id: randomUUID(), userId: user.id, sessionId: user.sessionId, socket, alive: true, tokens: config.WS_RATE_BURST, refilledAt: Date.now(), strikes: 0, typingAt: new Map(), pending: new Set(), cutOff: false, syncing: new Map(), delivered: new Map(), held: options.holdUntilSync ? [] : null, heldOverflow: false, caughtUpTo: new Map() }
     if (client.held) {
       // A client that asked to resume but never syncs gets its events anyway.
       setTimeout(() => {

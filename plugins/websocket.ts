@@ -11,6 +11,18 @@ export default fp(async (fastify) => {
       maxPayload: WS_MAX_PAYLOAD,
       perMessageDeflate: false
     },
+    // A socket error is almost always the client's doing (invalid UTF-8, an
+    // oversized frame, a reset connection): ws has already closed the socket
+    // with the right code, and any client could flood an error-level log.
+    errorHandler: (error, socket, request) => {
+      const code = (error as NodeJS.ErrnoException).code ?? ''
+      if (code.startsWith('WS_ERR_') || code === 'ECONNRESET' || code === 'EPIPE') {
+        request.log.debug({ err: error }, 'websocket closed on a client fault')
+        return
+      }
+      request.log.error({ err: error }, 'websocket failed')
+      socket.terminate()
+    },
     // On shutdown every socket is told to reconnect elsewhere (1012).
     preClose: async () => {
       const server = fastify.websocketServer

@@ -1,5 +1,9 @@
 import { Type } from '@sinclair/typebox'
-import { PASSWORD_MAX, PASSWORD_MIN } from '../services/passwords.js'
+import { MAX_INT } from './common.js'
+
+// Password bounds belong to the schema: the service only hashes what passed it.
+export const PASSWORD_MIN = 8
+export const PASSWORD_MAX = 128
 
 export const Email = Type.String({ format: 'email', maxLength: 254, description: 'Compared case-insensitively', examples: ['ada@example.com'] })
 export const Username = Type.String({ pattern: '^[A-Za-z0-9_]{3,30}$', description: '3–30 letters, digits or _; unique regardless of case', examples: ['ada_l'] })
@@ -52,14 +56,14 @@ export const SignedInResponse = Type.Object({
   user: SelfUser,
   accessToken: Type.String({ description: 'Also set as an httpOnly cookie; send as `Authorization: Bearer` from non-browser clients' }),
   tokenType: Type.Literal('Bearer'),
-  expiresIn: Type.Integer({ description: 'Access-token lifetime in seconds' }),
+  expiresIn: Type.Integer({ maximum: MAX_INT, description: 'Access-token lifetime in seconds' }),
   refreshToken: Type.Optional(Type.String({ description: 'Only when includeRefreshToken was set; otherwise only in the httpOnly cookie' }))
 })
 
 export const TokenResponse = Type.Object({
   accessToken: Type.String(),
   tokenType: Type.Literal('Bearer'),
-  expiresIn: Type.Integer(),
+  expiresIn: Type.Integer({ maximum: MAX_INT }),
   refreshToken: Type.Optional(Type.String({ description: 'Only when the refresh token was sent in the body' }))
 })
 

@@ -1,6 +1,6 @@
 import { Type } from '@sinclair/typebox'
 import { ObjectIdString, PublicUser } from './auth.js'
-import { ref } from './common.js'
+import { ref, MAX_INT } from './common.js'
 
 const strict = { additionalProperties: false } as const
 export const IdParams = Type.Object({ id: ObjectIdString }, strict)
@@ -24,15 +24,19 @@ export const UserSearchQuery = Type.Object({
 }, strict)
 export const UserPage = Type.Object({ users: Type.Array(ref(PublicUser)), nextCursor: Type.Union([Cursor, Type.Null()]) })
 
+export const ImageUpload = Type.Object({
+  file: Type.String({ format: 'binary', description: 'The image (PNG, JPEG, WebP or GIF, by its magic bytes); one file part, conventionally named `file` (the first file part is taken whatever its name)' })
+}, { description: 'multipart/form-data with one file part' })
+
 export const MediaInfo = Type.Object({
   id: ObjectIdString,
   url: Type.String({ examples: ['/api/media/6650c0ffee0123456789abcd'] }),
   contentType: Type.String({ examples: ['image/png'] }),
-  size: Type.Integer()
+  size: Type.Integer({ maximum: MAX_INT })
 }, { $id: 'MediaInfo', title: 'MediaInfo' })
 
 const LastMessage = Type.Object({
-  seq: Type.Integer(),
+  seq: Type.Integer({ maximum: MAX_INT }),
   senderId: ObjectIdString,
   preview: Type.String(),
   createdAt: Type.String({ format: 'date-time' }),
@@ -47,11 +51,11 @@ export const Conversation = Type.Object({
   adminIds: Type.Array(ObjectIdString),
   createdAt: Type.String({ format: 'date-time' }),
   lastActivityAt: Type.String({ format: 'date-time' }),
-  lastSeq: Type.Integer({ description: 'Seq of the newest message (0 when none)' }),
-  changeSeq: Type.Integer({ description: 'Latest change number; pass it as `since` to /changes to catch up' }),
+  lastSeq: Type.Integer({ maximum: MAX_INT, description: 'Seq of the newest message (0 when none)' }),
+  changeSeq: Type.Integer({ maximum: MAX_INT, description: 'Latest change number; pass it as `since` to /changes to catch up' }),
   lastMessage: Type.Union([LastMessage, Type.Null()]),
-  lastReadSeq: Type.Integer(),
-  unreadCount: Type.Integer(),
+  lastReadSeq: Type.Integer({ maximum: MAX_INT }),
+  unreadCount: Type.Integer({ maximum: MAX_INT }),
   mutedUntil: Type.Union([Type.String({ format: 'date-time' }), Type.Null()])
 }, { $id: 'Conversation', title: 'Conversation' })
 
@@ -72,13 +76,13 @@ export const ConversationPage = Type.Object({ conversations: Type.Array(ref(Conv
 export const Message = Type.Object({
   id: ObjectIdString,
   conversationId: ObjectIdString,
-  seq: Type.Integer({ description: '1, 2, 3 … per conversation, no gaps' }),
-  changeSeq: Type.Integer({ description: 'Change number of the latest change to this message' }),
+  seq: Type.Integer({ maximum: MAX_INT, description: '1, 2, 3 … per conversation, no gaps' }),
+  changeSeq: Type.Integer({ maximum: MAX_INT, description: 'Change number of the latest change to this message' }),
   senderId: ObjectIdString,
   clientMsgId: Type.String(),
   text: Type.Union([Type.String(), Type.Null()], { description: 'null once deleted' }),
   attachments: Type.Array(ref(MediaInfo)),
-  reactions: Type.Array(Type.Object({ emoji: Type.String(), count: Type.Integer(), userIds: Type.Array(ObjectIdString) })),
+  reactions: Type.Array(Type.Object({ emoji: Type.String(), count: Type.Integer({ maximum: MAX_INT }), userIds: Type.Array(ObjectIdString) })),
   createdAt: Type.String({ format: 'date-time' }),
   editedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
   deleted: Type.Boolean(),
@@ -93,20 +97,20 @@ export const SendBody = Type.Object({
 }, strict)
 export const EditBody = Type.Object({ text: Type.String({ minLength: 1, maxLength: 100000 }) }, strict)
 export const HistoryQuery = Type.Object({
-  before: Type.Optional(Type.Integer({ minimum: 1, description: 'Messages with seq below this' })),
-  after: Type.Optional(Type.Integer({ minimum: 0, description: 'Messages with seq above this' })),
+  before: Type.Optional(Type.Integer({ maximum: MAX_INT, minimum: 1, description: 'Messages with seq below this' })),
+  after: Type.Optional(Type.Integer({ maximum: MAX_INT, minimum: 0, description: 'Messages with seq above this' })),
   limit: Type.Optional(Limit(100, 50))
 }, strict)
 export const MessagePage = Type.Object({ messages: Type.Array(ref(Message)), hasMore: Type.Boolean() })
-export const ChangesQuery = Type.Object({ since: Type.Integer({ minimum: 0, description: 'changeSeq the client has; 0 for everything' }), limit: Type.Optional(Limit(500, 100)) }, strict)
+export const ChangesQuery = Type.Object({ since: Type.Integer({ maximum: MAX_INT, minimum: 0, description: 'changeSeq the client has; 0 for everything' }), limit: Type.Optional(Limit(500, 100)) }, strict)
 export const ChangesPage = Type.Object({
   changes: Type.Array(ref(Message), { description: 'Current state of every message changed after `since`, oldest change first' }),
-  cursor: Type.Integer({ description: 'Pass as `since` for the next page' }),
+  cursor: Type.Integer({ maximum: MAX_INT, description: 'Pass as `since` for the next page' }),
   hasMore: Type.Boolean(),
-  lastSeq: Type.Integer()
+  lastSeq: Type.Integer({ maximum: MAX_INT })
 })
-export const ReadBody = Type.Object({ seq: Type.Integer({ minimum: 0 }) }, strict)
-export const ReadState = Type.Object({ lastReadSeq: Type.Integer(), unreadCount: Type.Integer() })
+export const ReadBody = Type.Object({ seq: Type.Integer({ maximum: MAX_INT, minimum: 0 }) }, strict)
+export const ReadState = Type.Object({ lastReadSeq: Type.Integer({ maximum: MAX_INT }), unreadCount: Type.Integer({ maximum: MAX_INT }) })
 export const SearchQuery = Type.Object({
   q: Type.String({ minLength: 2, maxLength: 100 }),
   conversationId: Type.Optional(ObjectIdString),

@@ -1,8 +1,11 @@
 import { Type, type Static, type TSchema, type TUnsafe } from '@sinclair/typebox'
 
+/** The largest integer any schema accepts: what JavaScript and MongoDB both hold exactly. */
+export const MAX_INT = Number.MAX_SAFE_INTEGER
+
 // The one error shape of the whole API (Fastify's own).
 export const ErrorResponse = Type.Object({
-  statusCode: Type.Integer({ examples: [400] }),
+  statusCode: Type.Integer({ maximum: MAX_INT, examples: [400] }),
   code: Type.String({ description: 'Stable, machine-readable error code', examples: ['VALIDATION_ERROR'] }),
   error: Type.String({ examples: ['Bad Request'] }),
   message: Type.String({ examples: ['body/email must match format "email"'] })
@@ -44,3 +47,15 @@ export function ref<T extends TSchema> (schema: T): TUnsafe<Static<T>> {
 
 /** OpenAPI security of routes that need a signed-in user: Bearer token or the access cookie. */
 export const bearerOrCookie: Array<Record<string, string[]>> = [{ bearerAuth: [] }, { cookieAuth: [] }]
+
+/**
+ * Route config for an upload route: multipart is allowed there, and the
+ * OpenAPI document gets its multipart request body. (The body is read by the
+ * handler as a stream, so it is described, not validated, by Fastify.)
+ */
+export function uploadRoute (body: TSchema) {
+  return {
+    multipart: true,
+    swaggerTransform: ({ schema, url }: { schema: object, url: string }) => ({ schema: { ...schema, body }, url })
+  }
+}

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { Type, type Static } from '@sinclair/typebox'
 import envSchema from 'env-schema'
+import { MAX_INT } from './common.js'
 
 // Every setting the app reads. The TypeScript type below is derived from this
 // schema, so the two cannot drift apart.
@@ -35,22 +36,25 @@ export const ConfigSchema = Type.Object({
   CORS_ORIGINS: Type.String({ default: '', description: 'Comma-separated list of allowed browser origins' }),
   BODY_LIMIT: Type.Integer({ default: 1048576, minimum: 1024, maximum: 104857600 }),
   UPLOAD_MAX_BYTES: Type.Integer({ default: 5242880, minimum: 1024, maximum: 104857600 }),
-  RATE_LIMIT_MAX: Type.Integer({ default: 300, minimum: 1, description: 'Requests per IP per minute on rate-limited routes' }),
-  AUTH_RATE_LIMIT_MAX: Type.Integer({ default: 30, minimum: 1, description: 'Requests per IP per minute on each /api/auth route' }),
-  LOGIN_FAILURE_LIMIT: Type.Integer({ default: 10, minimum: 1, description: 'Failed sign-ins per account per 15 minutes before 429' }),
-  CODE_GUESS_LIMIT: Type.Integer({ default: 20, minimum: 1, description: 'Code guesses per email per 15 minutes before 429' }),
+  RATE_LIMIT_MAX: Type.Integer({ default: 300, minimum: 1, maximum: 1e9, description: 'Requests per signed-in user per minute, over every route without a budget of its own' }),
+  SEND_RATE_LIMIT_MAX: Type.Integer({ default: 300, minimum: 1, maximum: 1e9, description: 'Messages a user may send per minute (HTTP and WebSocket together)' }),
+  UPLOAD_RATE_LIMIT_MAX: Type.Integer({ default: 30, minimum: 1, maximum: 1e9, description: 'Uploads (attachments, avatars) per user per minute' }),
+  SEARCH_RATE_LIMIT_MAX: Type.Integer({ default: 60, minimum: 1, maximum: 1e9, description: 'Message and directory searches per user per minute' }),
+  AUTH_RATE_LIMIT_MAX: Type.Integer({ default: 30, minimum: 1, maximum: 1e9, description: 'Requests per IP per minute on each /api/auth route' }),
+  LOGIN_FAILURE_LIMIT: Type.Integer({ maximum: MAX_INT, default: 10, minimum: 1, description: 'Failed sign-ins per account per 15 minutes before 429' }),
+  CODE_GUESS_LIMIT: Type.Integer({ maximum: MAX_INT, default: 20, minimum: 1, description: 'Code guesses per email per 15 minutes before 429' }),
   MESSAGE_MAX_LENGTH: Type.Integer({ default: 4000, minimum: 1, maximum: 100000, description: 'Characters per message text' }),
   MESSAGE_MAX_ATTACHMENTS: Type.Integer({ default: 10, minimum: 0, maximum: 100 }),
   GROUP_MAX_MEMBERS: Type.Integer({ default: 256, minimum: 2, maximum: 10000 }),
   WS_MAX_CONNECTIONS_PER_USER: Type.Integer({ default: 20, minimum: 1, maximum: 1000 }),
   WS_RATE_PER_SECOND: Type.Number({ default: 20, minimum: 0.1, description: 'Frames a connection may send per second (sustained)' }),
-  WS_RATE_BURST: Type.Integer({ default: 40, minimum: 1, description: 'Frames a connection may send at once' }),
-  WS_MAX_BUFFERED_BYTES: Type.Integer({ default: 1048576, minimum: 1024, description: 'A socket whose unsent data passes this is closed (1013)' }),
-  WS_HEARTBEAT_MS: Type.Integer({ default: 30000, minimum: 100, description: 'Ping interval; a socket that missed the previous pong is terminated' }),
+  WS_RATE_BURST: Type.Integer({ maximum: MAX_INT, default: 40, minimum: 1, description: 'Frames a connection may send at once' }),
+  WS_MAX_BUFFERED_BYTES: Type.Integer({ maximum: MAX_INT, default: 1048576, minimum: 1024, description: 'A socket whose unsent data passes this is closed (1013)' }),
+  WS_HEARTBEAT_MS: Type.Integer({ maximum: MAX_INT, default: 30000, minimum: 100, description: 'Ping interval; a socket that missed the previous pong is terminated' }),
   PRESENCE_TTL_S: Type.Integer({ default: 60, minimum: 1, maximum: 3600, description: 'How long a connection counts as online without a heartbeat (dead instances)' }),
   PRESENCE_GRACE_MS: Type.Integer({ default: 3000, minimum: 0, maximum: 60000, description: 'Delay before a user whose last socket closed is announced offline' }),
   TYPING_TTL_MS: Type.Integer({ default: 5000, minimum: 500, maximum: 60000 }),
-  MAX_EVENT_LOOP_DELAY_MS: Type.Integer({ default: 1000, minimum: 0, description: '503 when the event loop lags more than this (0 disables)' })
+  MAX_EVENT_LOOP_DELAY_MS: Type.Integer({ maximum: MAX_INT, default: 1000, minimum: 0, description: '503 when the event loop lags more than this (0 disables)' })
 }, { additionalProperties: false })
 
 export type Config = Static<typeof ConfigSchema>

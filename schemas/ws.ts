@@ -3,7 +3,8 @@
 // schemas validate every frame and generate the AsyncAPI document.
 import { Type, type Static, type TSchema } from '@sinclair/typebox'
 import { ObjectIdString } from './auth.js'
-import { ClientMsgId, Emoji } from './chat.js'
+import { ChangesPage, ClientMsgId, Emoji, ReadState } from './chat.js'
+import { MAX_INT } from './common.js'
 
 const strict = { additionalProperties: false } as const
 export const Ref = Type.String({ minLength: 1, maxLength: 64, description: 'Chosen by the client; echoed by the ack or error' })
@@ -19,9 +20,9 @@ export const requestData = {
   delete: Type.Object({ messageId: ObjectIdString }, { ...strict, description: 'Delete your message' }),
   react: Type.Object({ messageId: ObjectIdString, emoji: Emoji, on: Type.Boolean() }, { ...strict, description: 'Add (on: true) or take back a reaction' }),
   typing: Type.Object({ conversationId: ObjectIdString, state: Type.Optional(Type.Union([Type.Literal('start'), Type.Literal('stop')])) }, { ...strict, description: 'You are typing (repeat every few seconds while you are) or stopped' }),
-  read: Type.Object({ conversationId: ObjectIdString, seq: Type.Integer({ minimum: 0 }) }, { ...strict, description: 'Read up to seq' }),
+  read: Type.Object({ conversationId: ObjectIdString, seq: Type.Integer({ maximum: MAX_INT, minimum: 0 }) }, { ...strict, description: 'Read up to seq' }),
   sync: Type.Object({
-    conversations: Type.Array(Type.Object({ conversationId: ObjectIdString, since: Type.Integer({ minimum: 0, description: 'The last changeSeq you have' }) }, strict), { minItems: 1, maxItems: 100 }),
+    conversations: Type.Array(Type.Object({ conversationId: ObjectIdString, since: Type.Integer({ maximum: MAX_INT, minimum: 0, description: 'The last changeSeq you have' }) }, strict), { minItems: 1, maxItems: 100 }),
     limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500 }))
   }, { ...strict, description: 'Catch up after a reconnect: the ack carries every change after `since`; live events already queued for those conversations follow it, with nothing lost or repeated' }),
   presence: Type.Object({ userIds: Type.Array(ObjectIdString, { minItems: 1, maxItems: 200, uniqueItems: true }) }, { ...strict, description: 'Who of these is online now' }),
@@ -37,7 +38,31 @@ export const RequestEnvelope = Type.Object({
   data: Type.Optional(Type.Unknown())
 }, strict)
 
-export const AckFrame = Type.Object({ type: Type.Literal('ack'), ref: Type.Union([Ref, Type.Null()]), data: Type.Unknown() }, { description: 'Success of a request' })
+const MessageRef = Type.Object({ message: Type.Unsafe({ $ref: '#/components/schemas/Message' }) })
+const PresenceState = Type.Object({ userId: ObjectIdString, online: Type.Boolean(), lastSeenAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]) })
+
+/** The `data` of the ack of each request type. */
+export const ackData = {
+  send: Type.Object({
+    message: Type.Unsafe({ $ref: '#/components/schemas/Message' }),
+    created: Type.Boolean({ description: 'false when this clientMsgId was already stored: the original is returned' })
+  }),
+  edit: MessageRef,
+  delete: MessageRef,
+  react: MessageRef,
+  typing: Type.Object({ sent: Type.Boolean({ description: 'false when a start was throttled (at most one a second per conversation)' }) }),
+  read: ReadState,
+  sync: Type.Object({
+    conversations: Type.Array(Type.Composite([Type.Object({ conversationId: ObjectIdString }), ChangesPage]), {
+      description: 'One page per conversation asked for; where hasMore, sync again from `cursor`. One ack carries at most 1,000 changes and about 1 MiB over all its conversations.'
+    })
+  }),
+  presence: Type.Object({ users: Type.Array(PresenceState, { description: 'Only people you share a conversation with' }) }),
+  ping: Type.Object({ pong: Type.Integer({ maximum: MAX_INT, description: 'Server time, ms since the epoch' }) })
+} satisfies Record<RequestType, TSchema>
+
+export type AckData<T extends RequestType> = Static<(typeof ackData)[T]>
+
 export const ErrorFrame = Type.Object({
   type: Type.Literal('error'),
   ref: Type.Union([Ref, Type.Null()]),
@@ -45,7 +70,6 @@ export const ErrorFrame = Type.Object({
   message: Type.String()
 }, { description: 'Failure of a request, or a frame that could not be read' })
 
-const MessageRef = Type.Object({ message: Type.Unsafe({ $ref: '#/components/schemas/Message' }) })
 export const eventData = {
   'message.created': MessageRef,
   'message.updated': MessageRef,
@@ -53,9 +77,9 @@ export const eventData = {
   'reaction.updated': MessageRef,
   'conversation.updated': Type.Object({ conversation: Type.Object({ id: ObjectIdString, type: Type.String(), title: Type.Union([Type.String(), Type.Null()]), memberIds: Type.Array(ObjectIdString), adminIds: Type.Array(ObjectIdString) }) }),
   'conversation.removed': Type.Object({ conversationId: ObjectIdString }, { description: 'You are no longer a member' }),
-  'read.updated': Type.Object({ conversationId: ObjectIdString, userId: ObjectIdString, lastReadSeq: Type.Integer() }),
+  'read.updated': Type.Object({ conversationId: ObjectIdString, userId: ObjectIdString, lastReadSeq: Type.Integer({ maximum: MAX_INT }) }),
   typing: Type.Object({ conversationId: ObjectIdString, userId: ObjectIdString, state: Type.Union([Type.Literal('start'), Type.Literal('stop')]), expiresAt: Type.String({ format: 'date-time', description: 'Treat as stopped after this unless refreshed' }) }),
-  presence: Type.Object({ userId: ObjectIdString, online: Type.Boolean(), lastSeenAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]) }),
+  presence: PresenceState,
   'session.revoked': Type.Object({ sessionIds: Type.Array(Type.String()) }, { description: 'Sent before the server closes the sockets of an ended session (close code 4001)' }),
   resync: Type.Object({ reason: Type.String() }, { description: 'Events may have been missed (the server lost Redis for a while): catch up with sync' })
 } satisfies Record<string, TSchema>

@@ -1,7 +1,7 @@
 // The AsyncAPI 3 document of the WebSocket protocol, generated from the same
 // TypeBox schemas that validate the frames.
 import { Type, type TSchema } from '@sinclair/typebox'
-import { AckFrame, CLOSE, ErrorFrame, Ref, eventData, requestData } from '../schemas/ws.js'
+import { CLOSE, ErrorFrame, Ref, ackData, eventData, requestData } from '../schemas/ws.js'
 import { MediaInfo, Message } from '../schemas/chat.js'
 
 // Shared-schema references ("Message#") become AsyncAPI component references.
@@ -35,9 +35,18 @@ export function buildAsyncApi (version: string): Record<string, unknown> {
     messages[name] = { name, title: `${type} event`, summary: schema.description, payload: localRefs(Type.Object({ type: Type.Literal(type), data: schema })) }
     send.push({ $ref: `#/channels/ws/messages/${name}` })
   }
-  messages.ack = { name: 'ack', title: 'Acknowledgement', payload: localRefs(AckFrame) }
+  for (const [type, schema] of Object.entries(ackData) as Array<[string, TSchema]>) {
+    const name = `ack.${type}`
+    messages[name] = {
+      name,
+      title: `Acknowledgement of ${type}`,
+      summary: `The answer to a ${type} request: its ref echoed, and this data`,
+      payload: localRefs(Type.Object({ type: Type.Literal('ack'), ref: Type.Union([Ref, Type.Null()]), data: schema }))
+    }
+    send.push({ $ref: `#/channels/ws/messages/${name}` })
+  }
   messages.error = { name: 'error', title: 'Error', payload: localRefs(ErrorFrame) }
-  send.push({ $ref: '#/channels/ws/messages/ack' }, { $ref: '#/channels/ws/messages/error' })
+  send.push({ $ref: '#/channels/ws/messages/error' })
 
   return {
     asyncapi: '3.0.0',

@@ -34,6 +34,17 @@ export const ClientMsgIdReused = createError('CLIENT_MSG_ID_REUSED', 'This clien
 export const Busy = createError('CONVERSATION_BUSY', 'The conversation is busy; retry', 503)
 
 const MAX_REACTIONS_PER_MESSAGE = 200
+/** The most one page of changes may weigh, as JSON. */
+export const PAGE_MAX_BYTES = 1024 * 1024
+
+export interface ChangesPage {
+  changes: MessageView[]
+  cursor: number
+  hasMore: boolean
+  lastSeq: number
+  /** Size of `changes` as JSON; not sent. */
+  bytes: number
+}
 
 export interface Reaction { emoji: string, userId: string }
 
@@ -358,11 +369,21 @@ export function createMessageService (deps: { db: Db, redis: Redis, conversation
    * messages, edits, deletions (tombstones) and reactions, each as its current
    * state. Applying the pages in order, keyed by seq, gives exactly the server's state.
    */
-  async function changes (conversationId: string, userId: string, since: number, limit: number): Promise<{ changes: MessageView[], cursor: number, hasMore: boolean, lastSeq: number }> {
+  async function changes (conversationId: string, userId: string, since: number, limit: number, maxBytes = PAGE_MAX_BYTES): Promise<ChangesPage> {
     const conversation = await conversations.getForMember(conversationId, userId)
     const docs = await messages.find({ conversationId, changeSeq: { $gt: since } }).sort({ changeSeq: 1 }).limit(limit + 1).toArray()
-    const page = docs.slice(0, limit)
-    return { changes: page.map(toMessageView), cursor: page.at(-1)?.changeSeq ?? since, hasMore: docs.length > limit, lastSeq: conversation.lastSeq }
+    // Bounded in bytes as well as in count: a page of the longest messages
+    // stops early (never empty) and says hasMore.
+    const page: MessageView[] = []
+    let bytes = 0
+    for (const doc of docs.slice(0, limit)) {
+      const view = toMessageView(doc)
+      const size = Buffer.byteLength(JSON.stringify(view))
+      if (page.length > 0 && bytes + size > maxBytes) break
+      page.push(view)
+      bytes += size
+    }
+    return { changes: page, cursor: page.at(-1)?.changeSeq ?? since, hasMore: docs.length > page.length, lastSeq: conversation.lastSeq, bytes }
   }
 
   /** Case-insensitive substring search in the caller's conversations; the query is escaped, never a pattern. */

@@ -5,9 +5,6 @@ import { dictionary } from '@zxcvbn-ts/language-common'
 // libuv's thread pool, so the event loop stays free while it works.
 const options = { type: argon2.argon2id, memoryCost: 19456, timeCost: 2, parallelism: 1 } as const
 
-export const PASSWORD_MIN = 8
-export const PASSWORD_MAX = 128
-
 const common = new Set((dictionary['passwords-common'] as string[]).map((p) => p.toLowerCase()))
 
 export const isCommonPassword = (password: string): boolean => common.has(password.toLowerCase())

@@ -40,6 +40,38 @@ t.test('OpenAPI document is valid and every operation is fully described', async
     }
   }
   t.ok(operations >= 2, 'operations were found')
+
+  // Uploads describe their multipart body; downloads their image types, errors as JSON.
+  for (const [path, method] of [['/api/media', 'post'], ['/api/users/me/avatar', 'put']] as const) {
+    const body = doc.paths[path][method].requestBody
+    t.ok(body?.content?.['multipart/form-data']?.schema?.properties?.file, `${method.toUpperCase()} ${path} documents its multipart body`)
+  }
+  const download = doc.paths['/api/media/{id}'].get.responses
+  t.same(Object.keys(download['200'].content).sort(), ['image/gif', 'image/jpeg', 'image/png', 'image/webp'])
+  t.same(Object.keys(download['404'].content), ['application/json'], 'errors of a download are JSON')
+
+  // Every integer has a maximum that JavaScript and MongoDB hold exactly.
+  const unbounded: string[] = []
+  const walk = (node: unknown, where: string): void => {
+    if (Array.isArray(node)) { node.forEach((n, i) => walk(n, `${where}/${i}`)); return }
+    if (node === null || typeof node !== 'object') return
+    const schema = node as Record<string, unknown>
+    if (schema.type === 'integer' && !(typeof schema.maximum === 'number' && schema.maximum <= Number.MAX_SAFE_INTEGER)) unbounded.push(where)
+    for (const [key, value] of Object.entries(schema)) walk(value, `${where}/${key}`)
+  }
+  walk(doc, '#')
+  const asyncapi = (await app.inject('/docs/asyncapi.json')).json()
+  walk(asyncapi, 'asyncapi#')
+  t.same(unbounded, [], 'no unbounded integer')
+
+  // Any signed-in route can be rate limited or meet a dependency outage.
+  for (const [path, item] of Object.entries<Partial<Record<string, Operation & { security?: unknown }>>>(doc.paths)) {
+    for (const method of methods) {
+      const op = item[method]
+      if (op?.security === undefined) continue
+      t.ok(op.responses?.['429'] && op.responses['503'], `${method.toUpperCase()} ${path} documents 429 and 503`)
+    }
+  }
 })
 
 t.test('Swagger UI is served at /docs', async (t) => {

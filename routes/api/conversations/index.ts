@@ -104,6 +104,7 @@ const conversations: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.post('/:id/messages', {
+    config: { rateBucket: 'send' },
     schema: {
       tags: ['messages'],
       security: bearerOrCookie,

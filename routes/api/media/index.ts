@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
-import { IdParams, MediaInfo } from '../../../schemas/chat.js'
-import { errorResponses, ref, bearerOrCookie } from '../../../schemas/common.js'
+import { IdParams, ImageUpload, MediaInfo } from '../../../schemas/chat.js'
+import { errorResponses, ref, bearerOrCookie, uploadRoute } from '../../../schemas/common.js'
 import { MediaNotFound } from '../../../services/media.js'
 import { readImageUpload } from '../../../services/uploads.js'
 
@@ -11,6 +11,7 @@ const media: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.addHook('preHandler', fastify.authenticate)
 
   fastify.post('/', {
+    config: { rateBucket: 'upload', ...uploadRoute(ImageUpload) },
     schema: {
       tags,
       security: bearerOrCookie,
@@ -29,10 +30,15 @@ const media: FastifyPluginAsyncTypebox = async (fastify) => {
       tags,
       security: bearerOrCookie,
       summary: 'Download an avatar or an attachment',
-      description: 'Avatars are visible to every signed-in user; attachments to their uploader and the members of the conversation they were sent in.',
+      description: 'Avatars are visible to every signed-in user; attachments to their uploader and the members of the conversation they were sent in. Anyone else gets 404 MEDIA_NOT_FOUND, exactly as for an id that does not exist. Errors are JSON.',
       params: IdParams,
-      produces: ['image/png', 'image/jpeg', 'image/webp', 'image/gif'],
-      response: { 200: Type.Unsafe<Buffer>({ type: 'string', format: 'binary', description: 'The image, with its stored content type' }), ...errorResponses(400, 401, 404, 500) }
+      response: {
+        200: {
+          description: 'The image, with its stored content type',
+          content: Object.fromEntries(['image/png', 'image/jpeg', 'image/webp', 'image/gif'].map((type) => [type, { schema: Type.Unsafe<Buffer>({ type: 'string', format: 'binary' }) }]))
+        },
+        ...errorResponses(400, 401, 404, 500)
+      }
     }
   }, async (request, reply) => {
     const doc = await fastify.media.get(request.params.id)

@@ -6,6 +6,7 @@ const search: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.addHook('preHandler', fastify.authenticate)
 
   fastify.get('/messages', {
+    config: { rateBucket: 'search' },
     schema: {
       tags: ['messages'],
       security: bearerOrCookie,

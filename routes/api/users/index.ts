@@ -1,8 +1,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import { SelfUser } from '../../../schemas/auth.js'
-import { IdParams, ProfilePatch, PublicUser, UserPage, UserSearchQuery } from '../../../schemas/chat.js'
-import { errorResponses, ref, bearerOrCookie } from '../../../schemas/common.js'
+import { IdParams, ImageUpload, ProfilePatch, PublicUser, UserPage, UserSearchQuery } from '../../../schemas/chat.js'
+import { errorResponses, ref, bearerOrCookie, uploadRoute } from '../../../schemas/common.js'
 import { toPublicUser, toSelfUser } from '../../../services/users.js'
 import { UserNotFound } from '../../../services/people.js'
 import { readImageUpload } from '../../../services/uploads.js'
@@ -32,6 +32,7 @@ const users: FastifyPluginAsyncTypebox = async (fastify) => {
   }, async (request) => toSelfUser(await fastify.people.updateProfile(request.user.id, request.body)))
 
   fastify.put('/me/avatar', {
+    config: { rateBucket: 'upload', ...uploadRoute(ImageUpload) },
     schema: {
       tags,
       security: bearerOrCookie,
@@ -57,6 +58,7 @@ const users: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.get('/', {
+    config: { rateBucket: 'search' },
     schema: {
       tags,
       security: bearerOrCookie,

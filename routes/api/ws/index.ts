@@ -1,11 +1,11 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
-import { errorResponses, bearerOrCookie } from '../../../schemas/common.js'
+import { errorResponses, bearerOrCookie, MAX_INT } from '../../../schemas/common.js'
 import { issueTicket, TICKET_TTL_S } from '../../../services/tickets.js'
 
 const TicketResponse = Type.Object({
   ticket: Type.String({ description: 'Open the socket with /ws?ticket=<ticket>; works once, within expiresIn seconds' }),
-  expiresIn: Type.Integer()
+  expiresIn: Type.Integer({ maximum: MAX_INT })
 })
 
 const ws: FastifyPluginAsyncTypebox = async (fastify) => {
