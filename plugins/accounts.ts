@@ -51,4 +51,4 @@ export default fp(async (fastify) => {
   fastify.decorate('sessions', sessions)
   fastify.decorate('accounts', accounts)
   fastify.decorate('onSessionsRevoked', (listener: (userId: string, sessionIds: string[]) => void | Promise<void>) => { revokedListeners.push(listener) })
-}, { name: 'accounts', dependencies: ['config', 'db', 'redis', 'mailer', 'auth'] })
+}, { name: 'accounts', dependencies: ['config', 'db', 'redis', 'mailer', 'auth', 'keys'] })

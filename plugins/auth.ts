@@ -103,4 +103,4 @@ export default fp(async (fastify) => {
   fastify.decorate('sameOriginGuard', sameOriginGuard)
   fastify.decorate('originAllowed', originAllowed)
   fastify.decorate('authenticate', authenticate)
-}, { name: 'auth', dependencies: ['config', 'redis', 'errors', 'rate-limit'] })
+}, { name: 'auth', dependencies: ['config', 'redis', 'errors', 'rate-limit', 'keys'] })

@@ -9,8 +9,8 @@ declare module 'fastify' {
        * Queues a mail. `jobId` makes it idempotent: the same id is queued and sent once.
        */
       enqueue: (jobId: string, mail: EmailJob, options?: JobsOptions) => Promise<void>
-      queue: Queue<EmailJob>
-      worker: Worker<EmailJob> | undefined
+      /** The in-process worker (EMAIL_WORKER), once the app is ready. */
+      readonly worker: Worker<EmailJob> | undefined
     }
   }
 }
@@ -18,17 +18,20 @@ declare module 'fastify' {
 export default fp(async (fastify) => {
   const { REDIS_PREFIX, SMTP_URL, MAIL_CAPTURE_DIR, MAIL_FROM, EMAIL_WORKER, EMAIL_ATTEMPTS, EMAIL_BACKOFF_MS } = fastify.config
   const prefix = `${REDIS_PREFIX}:bull`
-  const queue = createEmailQueue({
-    connection: fastify.redisConnection('email-queue', { maxRetriesPerRequest: 3 }),
-    prefix,
-    attempts: EMAIL_ATTEMPTS,
-    backoffMs: EMAIL_BACKOFF_MS
-  })
-  queue.on('error', (err) => fastify.log.warn({ err }, 'email queue error'))
-
+  // The queue and the worker start once the whole app has booted: an app that
+  // fails to boot must leave no half-initialised BullMQ connection behind.
+  let queue: Queue<EmailJob> | undefined
   let worker: Worker<EmailJob> | undefined
   let closeTransport = (): void => {}
-  if (EMAIL_WORKER) {
+  fastify.addHook('onReady', async () => {
+    queue = createEmailQueue({
+      connection: fastify.redisConnection('email-queue', { maxRetriesPerRequest: 3 }),
+      prefix,
+      attempts: EMAIL_ATTEMPTS,
+      backoffMs: EMAIL_BACKOFF_MS
+    })
+    queue.on('error', (err) => fastify.log.warn({ err }, 'email queue error'))
+    if (!EMAIL_WORKER) return
     const transport = createMailTransport(SMTP_URL, MAIL_CAPTURE_DIR)
     closeTransport = transport.close
     worker = createEmailWorker({
@@ -40,14 +43,14 @@ export default fp(async (fastify) => {
       log: fastify.log.child({ component: 'email-worker' })
     })
     fastify.log.info(`email worker running in-process; mail goes to ${transport.describe}`)
-  }
+  })
 
   fastify.decorate('mailer', {
     enqueue: async (jobId: string, mail: EmailJob, options: JobsOptions = {}) => {
+      if (!queue) throw new Error('the email queue starts when the app is ready')
       await queue.add('send', mail, { ...options, jobId })
     },
-    queue,
-    worker
+    get worker () { return worker }
   })
 
   // Runs before the redis plugin's own onClose (hooks run in reverse order of
@@ -56,7 +59,7 @@ export default fp(async (fastify) => {
   // recovery, and the connections are dropped by the redis plugin right after.
   fastify.addHook('onClose', async () => {
     const redisUp = fastify.redis.status === 'ready'
-    const closing = Promise.allSettled([worker?.close(!redisUp), queue.close()])
+    const closing = Promise.allSettled([worker?.close(!redisUp), queue?.close()])
     await Promise.race([closing, new Promise((resolve) => setTimeout(resolve, redisUp ? 5000 : 500).unref())])
     closeTransport()
   })

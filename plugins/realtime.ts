@@ -97,6 +97,11 @@ export default fp(async (fastify) => {
 
   const presence = createPresenceService({ redis: fastify.redis, users: fastify.users, publish: fastify.publish, contacts: fastify.conversations.contacts, ttlS: config.PRESENCE_TTL_S, graceMs: config.PRESENCE_GRACE_MS })
   fastify.decorate('presence', presence)
+  // "Last seen" is the last sign of life, socket or HTTP: see touch().
+  fastify.addHook('onResponse', async (request) => {
+    const userId = (request.user as { id?: unknown } | null | undefined)?.id
+    if (typeof userId === 'string') presence.touch(userId).catch((err) => request.log.debug({ err }, 'last seen not recorded'))
+  })
 
   function send (client: Client, frame: unknown): void {
     const { socket } = client

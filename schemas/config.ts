@@ -65,6 +65,8 @@ export interface ResolvedConfig extends Omit<Config, 'JWT_SECRET' | 'HASH_SECRET
   HASH_SECRET: string
   COOKIE_SECURE: boolean
   corsOrigins: string[]
+  /** JWT_SECRET and HASH_SECRET were not configured (outside production): plugins/keys.ts shares generated ones through Redis. */
+  secretsGenerated: boolean
 }
 
 export type ConfigInput = { [K in keyof Config]?: Config[K] | string }
@@ -121,11 +123,12 @@ export function loadConfig (overrides: ConfigInput = {}, env: NodeJS.ProcessEnv 
 
   return {
     ...config,
-    // Outside production a missing secret is generated per process: tokens then
-    // do not survive a restart, which is fine for a laptop and impossible in prod.
+    // Outside production missing secrets are generated; every instance on the
+    // same Redis then adopts the first one's (plugins/keys.ts).
     JWT_SECRET: config.JWT_SECRET ?? randomBytes(32).toString('base64url'),
     HASH_SECRET: config.HASH_SECRET ?? randomBytes(32).toString('base64url'),
     COOKIE_SECURE: config.COOKIE_SECURE ?? production,
-    corsOrigins
+    corsOrigins,
+    secretsGenerated: config.JWT_SECRET === undefined || config.HASH_SECRET === undefined
   }
 }

@@ -9,6 +9,8 @@ import { parseObjectId, type UserService } from './users.js'
 import type { Publish } from './events.js'
 
 const ENTRIES = 'presence:entries'
+/** Last seen through HTTP is recorded to within this. */
+export const TOUCH_EVERY_S = 60
 const userKey = (userId: string): string => `presence:user:${userId}`
 
 export interface PresenceState { userId: string, online: boolean, lastSeenAt: string | null }
@@ -40,6 +42,16 @@ export function createPresenceService (deps: {
       lastSeenAt = at.toISOString()
     }
     await publish(await contacts(userId), { type: 'presence', data: { userId, online, lastSeenAt } })
+  }
+
+  /**
+   * The user did something over HTTP: their last seen moves to now, at most
+   * once a minute (one Redis SET NX per request, one database write a minute).
+   */
+  async function touch (userId: string): Promise<void> {
+    const _id = parseObjectId(userId)
+    if (!_id || await redis.set(`presence:touched:${userId}`, '1', 'EX', TOUCH_EVERY_S, 'NX') === null) return
+    await users.collection.updateOne({ _id }, { $set: { lastSeenAt: new Date() } })
   }
 
   async function connected (userId: string, connectionId: string): Promise<void> {
@@ -104,5 +116,5 @@ export function createPresenceService (deps: {
     }))
   }
 
-  return { connected, heartbeat, disconnected, sweep, states, liveCount }
+  return { connected, heartbeat, disconnected, sweep, states, liveCount, touch }
 }

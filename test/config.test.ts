@@ -47,3 +47,22 @@ t.test('production demands real secrets and SMTP', async (t) => {
 t.test('buildApp refuses to boot on invalid configuration', async (t) => {
   await t.rejects(buildApp({ ...base, PORT: -1 }), /PORT/)
 })
+
+t.test('instances on one Redis: generated secrets are shared, configured ones must agree', async (t) => {
+  const { build } = await import('./helper.js')
+  const { createUser } = await import('./accounts.js')
+  const one = await build(t)
+  const { MONGODB_DB, REDIS_PREFIX } = one.config
+  // No secrets configured on either: the second adopts the first's.
+  const two = await build(t, { MONGODB_DB, REDIS_PREFIX })
+  t.equal(two.config.JWT_SECRET, one.config.JWT_SECRET)
+  t.equal(two.config.HASH_SECRET, one.config.HASH_SECRET)
+  const ada = await createUser(one)
+  t.equal((await two.inject({ method: 'GET', url: '/api/users/me', headers: ada.auth })).statusCode, 200, 'a token of one instance works on the other')
+
+  // Different secrets while those run: refused at boot, with a message that says why.
+  await t.rejects(build(t, { MONGODB_DB, REDIS_PREFIX, JWT_SECRET: 'x'.repeat(40), HASH_SECRET: 'y'.repeat(40) }), { name: 'SecretsMismatchError', message: /same values/ })
+  // The same ones, configured explicitly: fine.
+  const three = await build(t, { MONGODB_DB, REDIS_PREFIX, JWT_SECRET: one.config.JWT_SECRET, HASH_SECRET: one.config.HASH_SECRET })
+  t.equal((await three.inject({ method: 'GET', url: '/api/users/me', headers: ada.auth })).statusCode, 200)
+})

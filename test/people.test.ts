@@ -111,6 +111,24 @@ t.test('public profile with last seen; unknown and invalid ids', async (t) => {
   t.equal((await app.inject({ url: '/api/users/not-an-id', headers: ada.auth })).statusCode, 400)
 })
 
+t.test('last seen also follows HTTP use, recorded at most once a minute', async (t) => {
+  const app = await build(t)
+  const ada = await createUser(app)
+  const bob = await createUser(app)
+  t.equal((await app.inject({ url: `/api/users/${bob.id}`, headers: ada.auth })).json().lastSeenAt, null, 'never seen yet')
+  const before = Date.now()
+  t.equal((await app.inject({ url: '/api/conversations', headers: bob.auth })).statusCode, 200)
+  let seen: string | null = null
+  for (let i = 0; i < 50 && seen === null; i++) {
+    seen = (await app.inject({ url: `/api/users/${bob.id}`, headers: ada.auth })).json().lastSeenAt
+    if (seen === null) await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+  t.ok(seen !== null && Date.parse(seen) >= before - 1000, 'an HTTP-only user has a last seen')
+  await app.inject({ url: '/api/conversations', headers: bob.auth })
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  t.equal((await app.inject({ url: `/api/users/${bob.id}`, headers: ada.auth })).json().lastSeenAt, seen, 'not rewritten within the minute')
+})
+
 t.test('blocking: no direct conversation and no messages to the blocker', async (t) => {
   const app = await build(t)
   const ada = await createUser(app)

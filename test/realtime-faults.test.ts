@@ -135,6 +135,8 @@ t.test('Redis restarted mid-test: instances resubscribe and clients are told to 
 
   await redis.stop()
   redis = await startRedis({ port: redis.port })
+  // Until the app has reconnected every request is a 503 (tested in outage.test.ts).
+  for (let i = 0; i < 100 && app.redis.status !== 'ready'; i++) await new Promise((resolve) => setTimeout(resolve, 50))
   // Redis lost everything, sessions included: sign in again on the new Redis.
   const [ada2, bob2] = await Promise.all([ada, bob].map(async (u) => {
     const { sessionId } = await app.sessions.create(u.id)
