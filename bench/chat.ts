@@ -41,7 +41,7 @@ async function seed (mongoUri: string): Promise<Seeded> {
     if (x === y || pairs.has(`${x}:${y}`)) continue
     pairs.add(`${x}:${y}`)
     const at = new Date(now - 3_600_000)
-    conversations.push({ _id: new ObjectId(), key: `direct:${x}:${y}`, type: 'direct', title: null, memberIds: [x, y], adminIds: [], createdBy: x, createdAt: at, updatedAt: at, lastActivityAt: at, lastSeq: 0, changeSeq: 0, lastMessage: null, lastSentSeq: {} })
+    conversations.push({ _id: new ObjectId(), key: `direct:${x}:${y}`, type: 'direct', title: null, memberIds: [x, y], adminIds: [], createdBy: x, createdAt: at, updatedAt: at, lastActivityAt: at, lastSeq: 0, changeSeq: 0, lastMessage: null, lastSentSeq: {}, version: 0 })
   }
 
   const perConversation = Math.floor(MESSAGES / CONVERSATIONS)
@@ -66,7 +66,6 @@ async function seed (mongoUri: string): Promise<Seeded> {
   for (let i = 0; i < memberships.length; i += 5000) await db.collection<MembershipDoc>('memberships').insertMany(memberships.slice(i, i + 5000), { ordered: false })
   const conversationsByUser = new Map<string, string[]>()
   for (const c of conversations) for (const m of c.memberIds) conversationsByUser.set(m, [...(conversationsByUser.get(m) ?? []), c._id.toHexString()])
-  await db.collection<{ _id: string, conversationIds: string[] }>('user_conversations').insertMany([...conversationsByUser].map(([userId, conversationIds]) => ({ _id: userId, conversationIds })))
   await client.close()
 
   return { users, conversationsByUser }

@@ -3,6 +3,9 @@ import { createConversationService, type ConversationService } from '../services
 import { createMediaService, type MediaService } from '../services/media.js'
 import { createMessageService, type MessageService } from '../services/messages.js'
 import { createPeopleService, type PeopleService } from '../services/people.js'
+import { createReadModel, type ReadModel } from '../services/read-model.js'
+import { toMessageView } from '../services/messages.js'
+import { ObjectId } from 'mongodb'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -10,24 +13,28 @@ declare module 'fastify' {
     media: MediaService
     conversations: ConversationService
     messages: MessageService
+    /** Redis copies of what clients read all the time, rebuilt from MongoDB on a miss. */
+    readModel: ReadModel
   }
 }
 
 export default fp(async (fastify) => {
   const { db } = fastify.mongo
   const { GROUP_MAX_MEMBERS, MESSAGE_MAX_LENGTH, MESSAGE_MAX_ATTACHMENTS } = fastify.config
-  const people = createPeopleService(db, fastify.users)
+  const readModel = createReadModel({ redis: fastify.redis, db, ObjectId, toMessageView })
+  const people = createPeopleService(db, fastify.users, readModel)
   const media = createMediaService(db)
-  const conversations = createConversationService(db, people, fastify.publish, { groupMaxMembers: GROUP_MAX_MEMBERS })
+  const conversations = createConversationService(db, people, readModel, fastify.publish, { groupMaxMembers: GROUP_MAX_MEMBERS })
   const messages = createMessageService({
     db,
     redis: fastify.redis,
     conversations,
-    people,
+    readModel,
     media,
     publish: fastify.publish,
     limits: { maxLength: MESSAGE_MAX_LENGTH, maxAttachments: MESSAGE_MAX_ATTACHMENTS }
   })
+  fastify.decorate('readModel', readModel)
   fastify.decorate('people', people)
   fastify.decorate('media', media)
   fastify.decorate('conversations', conversations)

@@ -59,6 +59,9 @@ export default fp(async (fastify) => {
   // recovery, and the connections are dropped by the redis plugin right after.
   fastify.addHook('onClose', async () => {
     const redisUp = fastify.redis.status === 'ready'
+    // Closing a BullMQ connection that is still being set up makes it emit an
+    // error nobody can catch: let a just-started queue and worker finish that first.
+    if (redisUp) await Promise.race([Promise.allSettled([queue?.waitUntilReady(), worker?.waitUntilReady()]), new Promise((resolve) => setTimeout(resolve, 2000).unref())])
     const closing = Promise.allSettled([worker?.close(!redisUp), queue?.close()])
     await Promise.race([closing, new Promise((resolve) => setTimeout(resolve, redisUp ? 5000 : 500).unref())])
     closeTransport()

@@ -95,7 +95,16 @@ export default fp(async (fastify) => {
   let count = 0
   const stats = { slowConsumers: 0, rateLimited: 0, deadPeers: 0 }
 
-  const presence = createPresenceService({ redis: fastify.redis, users: fastify.users, publish: fastify.publish, contacts: fastify.conversations.contacts, ttlS: config.PRESENCE_TTL_S, graceMs: config.PRESENCE_GRACE_MS })
+  const presence = createPresenceService({
+    redis: fastify.redis,
+    users: fastify.users,
+    publish: fastify.publish,
+    contacts: fastify.conversations.contacts,
+    profilesOf: fastify.readModel.profiles,
+    onProfileChanged: (user) => fastify.readModel.putProfiles([user]),
+    ttlS: config.PRESENCE_TTL_S,
+    graceMs: config.PRESENCE_GRACE_MS
+  })
   fastify.decorate('presence', presence)
   // "Last seen" is the last sign of life, socket or HTTP: see touch().
   fastify.addHook('onResponse', async (request) => {

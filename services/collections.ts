@@ -18,10 +18,17 @@ export const indexes: Record<string, IndexDescription[]> = {
     { key: { memberIds: 1, lastActivityAt: -1, _id: -1 }, name: 'member_activity' }
   ],
   messages: [
+    // History pages are ranges of seq; catch-up pages ranges of changeSeq. Both
+    // unique: a number handed out twice is refused, and the sender repairs.
     { key: { conversationId: 1, seq: 1 }, name: 'conversation_seq_unique', unique: true },
-    { key: { conversationId: 1, changeSeq: 1 }, name: 'conversation_changes' }
+    { key: { conversationId: 1, changeSeq: 1 }, name: 'conversation_change_unique', unique: true },
+    // Idempotency: one message per sender and clientMsgId in a conversation.
+    { key: { conversationId: 1, senderId: 1, clientMsgId: 1 }, name: 'client_msg_unique', unique: true }
   ]
 }
+
+// Indexes an earlier version created that the ones above replace.
+const replaced: Record<string, string[]> = { messages: ['conversation_changes'] }
 
 /**
  * Documents by _id, in the order asked, missing ones left out. One lookup per
@@ -36,6 +43,9 @@ export async function findByIds<T extends Document> (collection: Collection<T>, 
 }
 
 export async function ensureIndexes (db: Db): Promise<void> {
+  for (const [collection, names] of Object.entries(replaced)) {
+    for (const name of names) await db.collection(collection).dropIndex(name).catch(() => { /* not there: nothing to replace */ })
+  }
   // One index per createIndexes command: FerretDB 1.24 drops the connection when
   // a multi-index createIndexes names indexes that all exist already.
   await Promise.all(Object.entries(indexes).map(async ([collection, specs]) => {

@@ -1,13 +1,16 @@
 // Conversations (one-to-one and groups) and each member's own state in them.
 //
 // The conversation document carries everything the conversation list shows
-// (members, last message, counters), so the list is one indexed query plus a
-// lookup of the page's member profiles by id: no $lookup, no join. Per-member
-// state (read position, mute) lives in `memberships`, one document per member.
+// (members, last message, counters); per-member state (read position, mute)
+// lives in `memberships`, one document per member. Reads go through the read
+// model (services/read-model.ts): the list, a conversation, membership checks
+// and read states come from Redis, rebuilt from these collections on a miss.
+// Every write bumps the conversation's `version` and hands the stored document
+// to the read model.
 import { ObjectId, type Collection, type Db } from 'mongodb'
 import createError from '@fastify/error'
 import { isDuplicateKey, parseObjectId, upsertRetrying, type PublicUser } from './users.js'
-import { findByIds } from './collections.js'
+import type { ReadModel } from './read-model.js'
 import { decodeCursor, encodeCursor, UserNotFound, type PeopleService } from './people.js'
 import type { Publish } from './events.js'
 import type { Static } from '@sinclair/typebox'
@@ -49,6 +52,8 @@ export interface ConversationDoc {
    * read, without a second write on every send.
    */
   lastSentSeq: Record<string, number>
+  /** Bumped by every update: the read model keeps the newest version it was given. */
+  version: number
 }
 
 export interface MembershipDoc {
@@ -64,27 +69,11 @@ export type ConversationView = Static<typeof Conversation>
 
 const membershipId = (conversationId: string, userId: string): string => `${conversationId}:${userId}`
 
-/** Per user, the ids of their conversations: the conversation list reads this, not a query over all conversations. */
-interface UserConversationsDoc {
-  _id: string // userId
-  conversationIds: string[]
-}
-
 export type ConversationService = ReturnType<typeof createConversationService>
 
-export function createConversationService (db: Db, people: PeopleService, publish: Publish, limits: { groupMaxMembers: number }) {
+export function createConversationService (db: Db, people: PeopleService, readModel: ReadModel, publish: Publish, limits: { groupMaxMembers: number }) {
   const conversations: Collection<ConversationDoc> = db.collection<ConversationDoc>('conversations')
   const memberships: Collection<MembershipDoc> = db.collection<MembershipDoc>('memberships')
-  const userConversations: Collection<UserConversationsDoc> = db.collection<UserConversationsDoc>('user_conversations')
-
-  // Idempotent, so that repeating a creation (or a retried one) repairs a list
-  // that an interrupted creation left short.
-  async function track (conversationId: string, userIds: string[]): Promise<void> {
-    if (userIds.length === 0) return
-    await upsertRetrying(() => userConversations.bulkWrite(userIds.map((userId) => ({
-      updateOne: { filter: { _id: userId }, update: { $addToSet: { conversationIds: conversationId } }, upsert: true }
-    })), { ordered: false }))
-  }
 
   async function ensureMemberships (conversationId: string, userIds: string[]): Promise<void> {
     if (userIds.length === 0) return
@@ -105,21 +94,17 @@ export function createConversationService (db: Db, people: PeopleService, publis
 
   /** The conversation, if `userId` is a member; to anyone else it does not exist. */
   async function getForMember (conversationId: string, userId: string): Promise<ConversationDoc> {
-    const _id = parseObjectId(conversationId)
-    // By _id alone, membership checked here: a filter of only _id is the one
-    // FerretDB 1.24 (SQLite) answers from its primary key instead of a scan.
-    const conversation = _id ? await conversations.findOne({ _id }) : null
+    const conversation = parseObjectId(conversationId) ? await readModel.conversation(conversationId) : null
     if (!conversation?.memberIds.includes(userId)) throw new ConversationNotFound()
     return conversation
   }
 
   async function views (docs: ConversationDoc[], userId: string): Promise<ConversationView[]> {
     if (docs.length === 0) return []
-    const [profiles, states] = await Promise.all([
-      people.summaries(docs.flatMap((d) => d.memberIds)),
-      findByIds(memberships, docs.map((d) => membershipId(d._id.toHexString(), userId)))
+    const [profiles, stateById] = await Promise.all([
+      readModel.profiles(docs.flatMap((d) => d.memberIds)),
+      readModel.readStates(userId, docs.map((d) => d._id.toHexString()))
     ])
-    const stateById = new Map(states.map((s) => [s.conversationId, s]))
     return docs.map((d) => {
       const id = d._id.toHexString()
       const state = stateById.get(id)
@@ -166,7 +151,8 @@ export function createConversationService (db: Db, people: PeopleService, publis
       lastSeq: 0,
       changeSeq: 0,
       lastMessage: null,
-      lastSentSeq: {}
+      lastSentSeq: {},
+      version: 0
     }
   }
 
@@ -189,7 +175,8 @@ export function createConversationService (db: Db, people: PeopleService, publis
     }
     // Also repairs memberships and lists if an earlier creation stopped half-way.
     await ensureMemberships(conversation._id.toHexString(), pair)
-    await track(conversation._id.toHexString(), pair)
+    await readModel.putConversations([conversation])
+    await readModel.membershipChanged(pair, conversation, 'add')
     if (created) await announce(conversation)
     return { conversation, created }
   }
@@ -202,7 +189,8 @@ export function createConversationService (db: Db, people: PeopleService, publis
     const conversation = newConversation('group', `group:${_id.toHexString()}`, userId, members, title, _id)
     await conversations.insertOne(conversation)
     await ensureMemberships(_id.toHexString(), members)
-    await track(_id.toHexString(), members)
+    await readModel.putConversations([conversation])
+    await readModel.membershipChanged(members, conversation, 'add')
     await announce(conversation)
     return conversation
   }
@@ -210,33 +198,45 @@ export function createConversationService (db: Db, people: PeopleService, publis
   const isListCursor = (v: unknown): v is { t: number, id: string } =>
     typeof v === 'object' && v !== null && typeof (v as { t: unknown }).t === 'number' && typeof (v as { id: unknown }).id === 'string' && parseObjectId((v as { id: string }).id) !== null
 
-  /** The conversations the user is a member of, by id. */
-  async function memberConversations (userId: string): Promise<ConversationDoc[]> {
-    const list = await userConversations.findOne({ _id: userId })
-    const ids = (list?.conversationIds ?? []).map(parseObjectId).filter((id) => id !== null)
-    // The conversation's own member list is the authority.
-    return (await findByIds(conversations, ids)).filter((d) => d.memberIds.includes(userId))
+  /**
+   * The user's conversations, latest activity first, from the read model: one
+   * sorted-set page of ids, then the documents (MGET). The conversation's own
+   * member list is the authority, so an entry left over from a departure is
+   * passed over.
+   */
+  async function memberConversations (userId: string, limit: number, after?: { t: number, id: string }): Promise<{ docs: ConversationDoc[], more: boolean }> {
+    const docs: ConversationDoc[] = []
+    let cursor = after
+    for (let round = 0; round < 5; round++) {
+      const entries = await readModel.conversationIdsOf(userId, limit - docs.length, cursor)
+      const page = entries.slice(0, limit - docs.length)
+      const byId = await readModel.conversationsById(page.map((e) => e.id))
+      for (const entry of page) {
+        const doc = byId.get(entry.id)
+        if (doc?.memberIds.includes(userId)) docs.push(doc)
+      }
+      if (entries.length <= page.length) return { docs, more: false }
+      if (docs.length >= limit) return { docs, more: true }
+      const last = page.at(-1)!
+      cursor = { t: last.t, id: last.id }
+    }
+    return { docs, more: true }
   }
 
   /** The user's conversations, latest activity first. */
   async function list (userId: string, limit: number, cursor?: string): Promise<{ conversations: ConversationView[], nextCursor: string | null }> {
     const after = cursor ? decodeCursor(cursor, isListCursor) : undefined
-    const sorted = (await memberConversations(userId))
-      .sort((a, b) => b.lastActivityAt.getTime() - a.lastActivityAt.getTime() || b._id.toHexString().localeCompare(a._id.toHexString()))
-    const rest = after
-      ? sorted.filter((d) => d.lastActivityAt.getTime() < after.t || (d.lastActivityAt.getTime() === after.t && d._id.toHexString() < after.id))
-      : sorted
-    const page = rest.slice(0, limit)
-    const last = page.at(-1)
+    const { docs, more } = await memberConversations(userId, limit, after)
+    const last = docs.at(-1)
     return {
-      conversations: await views(page, userId),
-      nextCursor: rest.length > limit && last ? encodeCursor({ t: last.lastActivityAt.getTime(), id: last._id.toHexString() }) : null
+      conversations: await views(docs, userId),
+      nextCursor: more && last ? encodeCursor({ t: last.lastActivityAt.getTime(), id: last._id.toHexString() }) : null
     }
   }
 
-  /** Everyone who shares a conversation with the user (the user included). */
+  /** Everyone who shares a conversation with the user (the user included), over their latest 1,000 conversations. */
   async function contacts (userId: string): Promise<string[]> {
-    const ids = new Set((await memberConversations(userId)).flatMap((c) => c.memberIds))
+    const ids = new Set((await memberConversations(userId, 1000)).docs.flatMap((c) => c.memberIds))
     ids.add(userId)
     return [...ids]
   }
@@ -249,8 +249,9 @@ export function createConversationService (db: Db, people: PeopleService, publis
   async function rename (conversationId: string, userId: string, title: string): Promise<ConversationDoc> {
     const doc = await getForMember(conversationId, userId)
     assertAdmin(doc, userId)
-    const updated = await conversations.findOneAndUpdate({ _id: doc._id }, { $set: { title, updatedAt: new Date() } }, { returnDocument: 'after' })
+    const updated = await conversations.findOneAndUpdate({ _id: doc._id }, { $set: { title, updatedAt: new Date() }, $inc: { version: 1 } }, { returnDocument: 'after' })
     if (!updated) throw new ConversationNotFound()
+    await readModel.putConversations([updated])
     await announce(updated)
     return updated
   }
@@ -263,9 +264,10 @@ export function createConversationService (db: Db, people: PeopleService, publis
     await assertUsersExist(adding)
     if (adding.length === 0) return doc
     await ensureMemberships(conversationId, adding)
-    await track(conversationId, adding)
-    const updated = await conversations.findOneAndUpdate({ _id: doc._id }, { $addToSet: { memberIds: { $each: adding } }, $set: { updatedAt: new Date() } }, { returnDocument: 'after' })
+    const updated = await conversations.findOneAndUpdate({ _id: doc._id }, { $addToSet: { memberIds: { $each: adding } }, $set: { updatedAt: new Date() }, $inc: { version: 1 } }, { returnDocument: 'after' })
     if (!updated) throw new ConversationNotFound()
+    await readModel.putConversations([updated])
+    await readModel.membershipChanged(adding, updated, 'add')
     await announce(updated)
     return updated
   }
@@ -276,14 +278,16 @@ export function createConversationService (db: Db, people: PeopleService, publis
     if (doc.type !== 'group') throw new NotAGroup()
     if (actorId !== targetId && !doc.adminIds.includes(actorId)) throw new NotAdmin()
     if (!doc.memberIds.includes(targetId)) throw new UserNotFound()
-    let updated = await conversations.findOneAndUpdate({ _id: doc._id }, { $pull: { memberIds: targetId, adminIds: targetId }, $set: { updatedAt: new Date() } }, { returnDocument: 'after' })
+    let updated = await conversations.findOneAndUpdate({ _id: doc._id }, { $pull: { memberIds: targetId, adminIds: targetId }, $set: { updatedAt: new Date() }, $inc: { version: 1 } }, { returnDocument: 'after' })
     if (!updated) throw new ConversationNotFound()
     // A group is never left without an admin while it has members.
     if (updated.adminIds.length === 0 && updated.memberIds.length > 0) {
-      updated = await conversations.findOneAndUpdate({ _id: doc._id }, { $addToSet: { adminIds: updated.memberIds[0]! } }, { returnDocument: 'after' }) ?? updated
+      updated = await conversations.findOneAndUpdate({ _id: doc._id }, { $addToSet: { adminIds: updated.memberIds[0]! }, $inc: { version: 1 } }, { returnDocument: 'after' }) ?? updated
     }
+    await readModel.putConversations([updated])
     await memberships.deleteOne({ _id: membershipId(conversationId, targetId) })
-    await userConversations.updateOne({ _id: targetId }, { $pull: { conversationIds: conversationId } })
+    await readModel.membershipChanged([targetId], updated, 'remove')
+    await readModel.dropReadState(targetId, conversationId)
     await announce(updated, [targetId])
     return actorId === targetId ? null : updated
   }
@@ -291,7 +295,8 @@ export function createConversationService (db: Db, people: PeopleService, publis
   async function mute (conversationId: string, userId: string, until: Date | null): Promise<ConversationDoc> {
     const doc = await getForMember(conversationId, userId)
     await ensureMemberships(conversationId, [userId])
-    await memberships.updateOne({ _id: membershipId(conversationId, userId) }, { $set: { mutedUntil: until } })
+    const state = await memberships.findOneAndUpdate({ _id: membershipId(conversationId, userId) }, { $set: { mutedUntil: until } }, { returnDocument: 'after' })
+    if (state) await readModel.putReadState(state)
     return doc
   }
 
@@ -300,6 +305,7 @@ export function createConversationService (db: Db, people: PeopleService, publis
     const doc = await getForMember(conversationId, userId)
     const target = Math.min(seq, doc.lastSeq)
     const before = await memberships.findOneAndUpdate({ _id: membershipId(conversationId, userId) }, { $max: { lastReadSeq: target } }, { returnDocument: 'before' })
+    if (before) await readModel.putReadState({ ...before, lastReadSeq: Math.max(before.lastReadSeq, target) })
     const previous = Math.max(before?.lastReadSeq ?? 0, doc.lastSentSeq?.[userId] ?? 0)
     const lastReadSeq = Math.max(previous, target)
     if (lastReadSeq > previous) {
@@ -309,7 +315,7 @@ export function createConversationService (db: Db, people: PeopleService, publis
   }
 
   async function memberConversationIds (userId: string, max: number): Promise<string[]> {
-    return (await memberConversations(userId)).slice(0, max).map((d) => d._id.toHexString())
+    return (await memberConversations(userId, max)).docs.map((d) => d._id.toHexString())
   }
 
   return {

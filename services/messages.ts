@@ -6,9 +6,13 @@
 // Writes to one conversation are serialised by a Redis mutex shared by every
 // instance, so numbers are handed out in order and a change is stored before
 // the next one is numbered (a reader that saw change N has seen every change
-// before it). The unique indexes (conversation+seq, conversation+sender+
-// clientMsgId) are the last word: should the mutex ever be lost, a clash is
-// detected and retried instead of stored twice.
+// before it). Under the mutex the next numbers come from the read model's copy
+// of the conversation, which every write under the mutex keeps current, so a
+// send is two database writes: the message, then the conversation. The unique
+// indexes (conversation+seq, conversation+changeSeq, conversation+sender+
+// clientMsgId) are the last word: a number found taken (a sender died between
+// its two writes, or the copy was lost) is repaired from the messages
+// themselves and the send retried, never stored twice.
 import { createHash } from 'node:crypto'
 import { ObjectId, type Collection, type Db } from 'mongodb'
 import type { Redis } from 'ioredis'
@@ -17,7 +21,7 @@ import escapeStringRegexp from 'escape-string-regexp'
 import createError from '@fastify/error'
 import { isDuplicateKey, parseObjectId } from './users.js'
 import { Blocked, type ConversationDoc, type ConversationService } from './conversations.js'
-import type { PeopleService } from './people.js'
+import type { ReadModel } from './read-model.js'
 import type { MediaInfo, MediaService } from './media.js'
 import type { Static } from '@sinclair/typebox'
 import type { Message } from '../schemas/chat.js'
@@ -87,26 +91,11 @@ export function toMessageView (m: MessageDoc): MessageView {
 }
 
 /**
- * A message's id follows from its conversation and seq: storing two messages
- * under one seq is a duplicate _id, and a send interrupted after storing its
- * message is found again from its idempotency key (message_keys) by _id.
+ * A message's id follows from its conversation and seq: two messages under one
+ * seq are one duplicate _id, whatever the indexes.
  */
 export function messageIdFor (conversationId: string, seq: number): ObjectId {
   return new ObjectId(createHash('sha256').update(`${conversationId}#${seq}`).digest().subarray(0, 12))
-}
-
-/**
- * The idempotency key of a send: which sender sent which clientMsgId where.
- * Stored (insert-only, so the database refuses a second one) with the seq the
- * message got.
- */
-export function clientKeyFor (conversationId: string, senderId: string, clientMsgId: string): string {
-  return `${conversationId}:${createHash('sha256').update(`${senderId}|${clientMsgId}`).digest('base64url').slice(0, 32)}`
-}
-
-interface MessageKeyDoc {
-  _id: string
-  seq: number
 }
 
 const preview = (m: Pick<MessageDoc, 'text' | 'attachments'>): string => m.text ? m.text.slice(0, 120) : m.attachments.length > 0 ? '[image]' : ''
@@ -126,10 +115,9 @@ type MessageUpdate = { $set?: Record<string, unknown>, $addToSet?: Record<string
 
 export type MessageService = ReturnType<typeof createMessageService>
 
-export function createMessageService (deps: { db: Db, redis: Redis, conversations: ConversationService, people: PeopleService, media: MediaService, publish: Publish, limits: MessageLimits }) {
-  const { db, redis, conversations, people, media, publish, limits } = deps
+export function createMessageService (deps: { db: Db, redis: Redis, conversations: ConversationService, readModel: ReadModel, media: MediaService, publish: Publish, limits: MessageLimits }) {
+  const { db, redis, conversations, readModel, media, publish, limits } = deps
   const messages: Collection<MessageDoc> = db.collection<MessageDoc>('messages')
-  const messageKeys: Collection<MessageKeyDoc> = db.collection<MessageKeyDoc>('message_keys')
   const conversationDocs = conversations.collection
 
   // Writers of one conversation on this instance queue here first, so that only
@@ -158,12 +146,30 @@ export function createMessageService (deps: { db: Db, redis: Redis, conversation
     }
   }
 
-  /** The next change number of the conversation; gaps are harmless here, order is what counts. */
-  async function nextChange (conversationId: ObjectId): Promise<{ changeSeq: number, lastSeq: number }> {
-    // No projection: FerretDB 1.24's findAndModify does not support one.
-    const doc = await conversationDocs.findOneAndUpdate({ _id: conversationId }, { $inc: { changeSeq: 1 } }, { returnDocument: 'after' })
+  /** The conversation as it stands, read under its lock: the read model holds every write made under it. */
+  async function current (conversationId: string): Promise<ConversationDoc> {
+    const doc = await readModel.conversation(conversationId)
     if (!doc) throw new MessageNotFound()
-    return { changeSeq: doc.changeSeq, lastSeq: doc.lastSeq }
+    return doc
+  }
+
+  /**
+   * A number the conversation was about to hand out is taken: a sender stopped
+   * between storing its message and recording it on the conversation, or the
+   * read model's copy was lost and rebuilt from a conversation document that
+   * lagged. The messages themselves say how far the numbers went.
+   */
+  async function repair (conversation: ConversationDoc): Promise<void> {
+    const conversationId = conversation._id.toHexString()
+    const [lastMessage, lastChange] = await Promise.all([
+      messages.find({ conversationId }).sort({ seq: -1 }).limit(1).next(),
+      messages.find({ conversationId }).sort({ changeSeq: -1 }).limit(1).next()
+    ])
+    if (lastMessage && lastMessage.seq > conversation.lastSeq) await recordOnConversation(conversation._id, lastMessage)
+    if (lastChange) {
+      const updated = await conversationDocs.findOneAndUpdate({ _id: conversation._id }, { $max: { changeSeq: lastChange.changeSeq }, $inc: { version: 1 } }, { returnDocument: 'after' })
+      if (updated) await readModel.putConversations([updated])
+    }
   }
 
   function validateContent (input: { text?: string, attachments?: string[] }): void {
@@ -177,7 +183,7 @@ export function createMessageService (deps: { db: Db, redis: Redis, conversation
   async function assertMayWrite (conversation: ConversationDoc, senderId: string): Promise<void> {
     if (conversation.type !== 'direct') return
     const other = conversation.memberIds.find((id) => id !== senderId)
-    if (other && await people.hasBlocked(other, senderId)) throw new Blocked()
+    if (other && await readModel.hasBlocked(other, senderId)) throw new Blocked()
   }
 
   function sameContent (m: MessageDoc, input: SendInput): boolean {
@@ -186,48 +192,21 @@ export function createMessageService (deps: { db: Db, redis: Redis, conversation
   }
 
   /** Sends, or returns the message already sent with this clientMsgId (created: false). */
-  /** Sends, or returns the message already sent with this clientMsgId (created: false). */
   async function send (conversationId: string, senderId: string, input: SendInput): Promise<{ message: MessageView, created: boolean }> {
     const conversation = await conversations.getForMember(conversationId, senderId)
-    const keyId = clientKeyFor(conversationId, senderId, input.clientMsgId)
     validateContent(input)
     await assertMayWrite(conversation, senderId)
     const attachments = input.attachments?.length ? await media.claimAttachments(senderId, input.attachments, conversationId) : []
 
     const stored = await withConversationLock(conversationId, async () => {
-      for (let attempt = 0; attempt < 20; attempt++) {
-        // A resend: its key names the seq the message was stored under.
-        const key = await messageKeys.findOne({ _id: keyId })
-        if (key) {
-          const existing = await messages.findOne({ _id: messageIdFor(conversationId, key.seq) })
-          if (existing?.senderId === senderId && existing.clientMsgId === input.clientMsgId) {
-            // Stored, but the sender stopped before recording it on the
-            // conversation: finish that now, and announce it.
-            const current = await conversationDocs.findOne({ _id: conversation._id })
-            if (current && current.lastSeq < existing.seq) {
-              await recordOnConversation(conversation._id, existing)
-              return { doc: existing, created: true }
-            }
-            return { doc: existing, created: false }
-          }
-          // The key of a send interrupted before its message was stored; its
-          // seq went to another message since. Drop it and store this one anew.
-          await messageKeys.deleteOne({ _id: keyId, seq: key.seq })
-        }
-        const { changeSeq, lastSeq } = await nextChange(conversation._id)
-        const seq = lastSeq + 1
-        try {
-          // The key first: once the message exists, a resend must find it.
-          await messageKeys.insertOne({ _id: keyId, seq })
-        } catch (err) {
-          if (!isDuplicateKey(err)) throw err
-          continue // the same clientMsgId is being stored right now: look again
-        }
+      for (let attempt = 0; attempt < 5; attempt++) {
+        const now = await current(conversationId)
+        const seq = now.lastSeq + 1
         const doc: MessageDoc = {
           _id: messageIdFor(conversationId, seq),
           conversationId,
           seq,
-          changeSeq,
+          changeSeq: now.changeSeq + 1,
           senderId,
           clientMsgId: input.clientMsgId,
           text: input.text ?? null,
@@ -241,13 +220,21 @@ export function createMessageService (deps: { db: Db, redis: Redis, conversation
           await messages.insertOne(doc)
         } catch (err) {
           if (!isDuplicateKey(err)) throw err
-          // The seq is taken: a sender stopped between storing its message and
-          // recording it on the conversation. Catch the counter up and retry.
-          await messageKeys.deleteOne({ _id: keyId, seq })
-          await conversationDocs.updateOne({ _id: conversation._id }, { $max: { lastSeq: seq } })
+          // A resend (the clientMsgId index), or a number already taken.
+          const existing = await messages.findOne({ conversationId, senderId, clientMsgId: input.clientMsgId })
+          if (existing) {
+            // Stored, but its sender stopped before recording it on the
+            // conversation: finish that now, and announce it.
+            if (existing.seq > now.lastSeq) {
+              await recordOnConversation(now._id, existing)
+              return { doc: existing, created: true }
+            }
+            return { doc: existing, created: false }
+          }
+          await repair(now)
           continue
         }
-        await recordOnConversation(conversation._id, doc)
+        await recordOnConversation(now._id, doc)
         return { doc, created: true }
       }
       throw new Busy()
@@ -262,11 +249,13 @@ export function createMessageService (deps: { db: Db, redis: Redis, conversation
     return { message, created: stored.created }
   }
 
-  // Filters are _id only (FerretDB answers those from its primary key); $max
-  // keeps the counter from ever going back.
-  async function recordOnConversation (conversationId: ObjectId, doc: MessageDoc): Promise<void> {
-    await conversationDocs.updateOne({ _id: conversationId }, {
-      $max: { lastSeq: doc.seq },
+  // $max keeps the counters from ever going back; the stored result goes to
+  // the read model (the conversation, its place in each member's list, and the
+  // message in the window of latest messages).
+  async function recordOnConversation (conversationId: ObjectId, doc: MessageDoc): Promise<ConversationDoc> {
+    const updated = await conversationDocs.findOneAndUpdate({ _id: conversationId }, {
+      $max: { lastSeq: doc.seq, changeSeq: doc.changeSeq },
+      $inc: { version: 1 },
       $set: {
         lastActivityAt: doc.createdAt,
         updatedAt: doc.createdAt,
@@ -274,7 +263,13 @@ export function createMessageService (deps: { db: Db, redis: Redis, conversation
         // The sender has read what they wrote (see ConversationDoc.lastSentSeq).
         [`lastSentSeq.${doc.senderId}`]: doc.seq
       }
-    })
+    }, { returnDocument: 'after' })
+    if (!updated) throw new MessageNotFound()
+    await Promise.all([
+      readModel.putConversations([updated], { touchLists: true }),
+      readModel.putMessages(updated._id.toHexString(), [toMessageView(doc)], updated.lastSeq)
+    ])
+    return updated
   }
 
   async function loadForMember (messageId: string, userId: string): Promise<{ message: MessageDoc, conversation: ConversationDoc }> {
@@ -294,20 +289,38 @@ export function createMessageService (deps: { db: Db, redis: Redis, conversation
     const { message, conversation } = await loadForMember(messageId, userId)
     check(message)
     const updated = await withConversationLock(message.conversationId, async () => {
-      const fresh = await messages.findOne({ _id: message._id })
-      if (!fresh) throw new MessageNotFound()
-      check(fresh)
-      const { changeSeq } = await nextChange(conversation._id)
-      const operations = update(fresh)
-      const result = await messages.findOneAndUpdate({ _id: message._id }, { ...operations, $set: { ...operations.$set, changeSeq } }, { returnDocument: 'after' })
-      if (!result) throw new MessageNotFound()
-      // Keep the conversation list's preview true when its last message changes
-      // (read under the lock, so no send can slip in between).
-      const current = await conversationDocs.findOne({ _id: conversation._id })
-      if (current?.lastMessage?.seq === result.seq) {
-        await conversationDocs.updateOne({ _id: conversation._id }, { $set: { 'lastMessage.preview': result.deletedAt ? '' : preview(result), 'lastMessage.deleted': result.deletedAt !== null } })
+      for (let attempt = 0; attempt < 5; attempt++) {
+        const fresh = await messages.findOne({ _id: message._id })
+        if (!fresh) throw new MessageNotFound()
+        check(fresh)
+        const now = await current(message.conversationId)
+        const changeSeq = now.changeSeq + 1
+        const operations = update(fresh)
+        let result: MessageDoc | null
+        try {
+          result = await messages.findOneAndUpdate({ _id: message._id }, { ...operations, $set: { ...operations.$set, changeSeq } }, { returnDocument: 'after' })
+        } catch (err) {
+          if (!isDuplicateKey(err)) throw err
+          await repair(now)
+          continue
+        }
+        if (!result) throw new MessageNotFound()
+        // Keep the conversation list's preview true when its last message changes.
+        const isLast = now.lastMessage?.seq === result.seq
+        const after = await conversationDocs.findOneAndUpdate({ _id: now._id }, {
+          $max: { changeSeq },
+          $inc: { version: 1 },
+          ...(isLast ? { $set: { 'lastMessage.preview': result.deletedAt ? '' : preview(result), 'lastMessage.deleted': result.deletedAt !== null } } : {})
+        }, { returnDocument: 'after' })
+        if (after) {
+          await Promise.all([
+            readModel.putConversations([after]),
+            readModel.putMessages(after._id.toHexString(), [toMessageView(result)], after.lastSeq)
+          ])
+        }
+        return result
       }
-      return result
+      throw new Busy()
     })
     const view = toMessageView(updated)
     await publish(conversation.memberIds, { type: eventType, data: { message: view } })
@@ -339,9 +352,7 @@ export function createMessageService (deps: { db: Db, redis: Redis, conversation
 
   /**
    * A page of messages by seq: the latest by default, or before / after a seq.
-   * Ascending. Seqs have no gaps, so the page's range is known up front and is
-   * one range query (an index range on MongoDB; on FerretDB one scan, which
-   * beats one scan per message).
+   * Ascending. Seqs have no gaps, so the page's range is known up front.
    */
   async function history (conversationId: string, userId: string, opts: { before?: number, after?: number, limit: number }): Promise<{ messages: MessageView[], hasMore: boolean }> {
     const conversation = await conversations.getForMember(conversationId, userId)
@@ -360,8 +371,8 @@ export function createMessageService (deps: { db: Db, redis: Redis, conversation
       hasMore = from > 1
     }
     if (to < from) return { messages: [], hasMore: false }
-    const docs = await messages.find({ conversationId, seq: { $gte: from, $lte: to } }).sort({ seq: 1 }).toArray()
-    return { messages: docs.map(toMessageView), hasMore }
+    // The latest messages come from the read model's window; older ones are one indexed range query.
+    return { messages: await readModel.messageRange(conversationId, conversation.lastSeq, from, to), hasMore }
   }
 
   /**

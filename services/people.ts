@@ -1,7 +1,7 @@
 // Profiles, the user directory and blocks.
 import type { Collection, Db, Filter } from 'mongodb'
 import createError from '@fastify/error'
-import { findByIds } from './collections.js'
+import type { ReadModel } from './read-model.js'
 import { parseObjectId, toPublicUser, upsertRetrying, type PublicUser, type UserDoc, type UserService } from './users.js'
 
 export const UserNotFound = createError('USER_NOT_FOUND', 'No such user', 404)
@@ -26,7 +26,7 @@ export function decodeCursor<T> (cursor: string, check: (value: unknown) => valu
 
 export type PeopleService = ReturnType<typeof createPeopleService>
 
-export function createPeopleService (db: Db, users: UserService) {
+export function createPeopleService (db: Db, users: UserService, readModel: ReadModel) {
   const blocks: Collection<BlockDoc> = db.collection<BlockDoc>('blocks')
 
   async function updateProfile (userId: string, patch: { displayName?: string, bio?: string }): Promise<UserDoc> {
@@ -40,15 +40,19 @@ export function createPeopleService (db: Db, users: UserService) {
     if (patch.bio !== undefined) set.bio = patch.bio
     const updated = await users.collection.findOneAndUpdate({ _id }, { $set: set }, { returnDocument: 'after' })
     if (!updated) throw new UserNotFound()
+    await readModel.putProfiles([updated])
     return updated
   }
 
   async function setAvatar (userId: string, avatarId: string | null): Promise<{ user: UserDoc, previous: string | null }> {
     const _id = parseObjectId(userId)
     if (!_id) throw new UserNotFound()
-    const before = await users.collection.findOneAndUpdate({ _id }, { $set: { avatarId, updatedAt: new Date() } }, { returnDocument: 'before' })
+    const updatedAt = new Date()
+    const before = await users.collection.findOneAndUpdate({ _id }, { $set: { avatarId, updatedAt } }, { returnDocument: 'before' })
     if (!before) throw new UserNotFound()
-    return { user: { ...before, avatarId }, previous: before.avatarId }
+    const user = { ...before, avatarId, updatedAt }
+    await readModel.putProfiles([user])
+    return { user, previous: before.avatarId }
   }
 
   const isCursor = (v: unknown): v is { u: string } => typeof v === 'object' && v !== null && typeof (v as { u: unknown }).u === 'string'
@@ -81,22 +85,19 @@ export function createPeopleService (db: Db, users: UserService) {
     if (blockerId === blockedId) throw new CannotBlockSelf()
     if (!await users.findById(blockedId)) throw new UserNotFound()
     await upsertRetrying(() => blocks.updateOne({ _id: `${blockerId}:${blockedId}` }, { $setOnInsert: { blockerId, blockedId, createdAt: new Date() } }, { upsert: true }))
+    await readModel.putBlock(blockerId, blockedId, true)
   }
 
   async function unblock (blockerId: string, blockedId: string): Promise<void> {
     await blocks.deleteOne({ _id: `${blockerId}:${blockedId}` })
+    await readModel.putBlock(blockerId, blockedId, false)
   }
 
   /** Whether `blockerId` has blocked `blockedId`. */
-  async function hasBlocked (blockerId: string, blockedId: string): Promise<boolean> {
-    return await blocks.countDocuments({ _id: `${blockerId}:${blockedId}` }, { limit: 1 }) > 0
-  }
+  const hasBlocked = (blockerId: string, blockedId: string): Promise<boolean> => readModel.hasBlocked(blockerId, blockedId)
 
-  async function summaries (userIds: string[]): Promise<Map<string, PublicUser>> {
-    const ids = [...new Set(userIds)].map(parseObjectId).filter((id) => id !== null)
-    const docs = await findByIds(users.collection, ids, { passwordHash: 0, email: 0 })
-    return new Map(docs.map((d) => [d._id.toHexString(), toPublicUser(d)]))
-  }
+  /** Public profiles by id (unknown ids left out). */
+  const summaries = (userIds: string[]): Promise<Map<string, PublicUser>> => readModel.profiles(userIds)
 
   return { updateProfile, setAvatar, search, profile, block, unblock, hasBlocked, summaries }
 }

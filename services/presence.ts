@@ -5,7 +5,8 @@
 // cleaning up, its entries simply expire, and whichever instance sweeps first
 // (ZREM succeeds for exactly one) announces the user offline.
 import type { Redis } from 'ioredis'
-import { parseObjectId, type UserService } from './users.js'
+import type { ObjectId } from 'mongodb'
+import { parseObjectId, type UserDoc, type UserService } from './users.js'
 import type { Publish } from './events.js'
 
 const ENTRIES = 'presence:entries'
@@ -23,10 +24,14 @@ export function createPresenceService (deps: {
   publish: Publish
   /** Everyone who shares a conversation with the user: they get the user's presence. */
   contacts: (userId: string) => Promise<string[]>
+  /** Public profiles by id, with their last seen (the read model). */
+  profilesOf: (userIds: string[]) => Promise<Map<string, { lastSeenAt: string | null }>>
+  /** A profile (its last seen) changed: the read model keeps the newest. */
+  onProfileChanged: (user: UserDoc) => Promise<void>
   ttlS: number
   graceMs: number
 }) {
-  const { redis, users, publish, contacts, ttlS, graceMs } = deps
+  const { redis, users, publish, contacts, profilesOf, onProfileChanged, ttlS, graceMs } = deps
   const ttlMs = ttlS * 1000
 
   async function liveCount (userId: string, now = Date.now()): Promise<number> {
@@ -38,7 +43,7 @@ export function createPresenceService (deps: {
     if (!online) {
       const at = new Date()
       const _id = parseObjectId(userId)
-      if (_id) await users.collection.updateOne({ _id }, { $set: { lastSeenAt: at } })
+      if (_id) await recordLastSeen(_id, at)
       lastSeenAt = at.toISOString()
     }
     await publish(await contacts(userId), { type: 'presence', data: { userId, online, lastSeenAt } })
@@ -51,7 +56,12 @@ export function createPresenceService (deps: {
   async function touch (userId: string): Promise<void> {
     const _id = parseObjectId(userId)
     if (!_id || await redis.set(`presence:touched:${userId}`, '1', 'EX', TOUCH_EVERY_S, 'NX') === null) return
-    await users.collection.updateOne({ _id }, { $set: { lastSeenAt: new Date() } })
+    await recordLastSeen(_id, new Date())
+  }
+
+  async function recordLastSeen (_id: ObjectId, at: Date): Promise<void> {
+    const user = await users.collection.findOneAndUpdate({ _id }, { $set: { lastSeenAt: at } }, { returnDocument: 'after' })
+    if (user) await onProfileChanged(user)
   }
 
   async function connected (userId: string, connectionId: string): Promise<void> {
@@ -108,11 +118,11 @@ export function createPresenceService (deps: {
     const pipeline = redis.pipeline()
     for (const id of userIds) pipeline.zcount(userKey(id), now, '+inf')
     const counts = (await pipeline.exec()) ?? []
-    const profiles = await Promise.all(userIds.map((id) => users.findById(id)))
+    const profiles = await profilesOf(userIds)
     return userIds.map((userId, i) => ({
       userId,
       online: Number(counts[i]?.[1] ?? 0) > 0,
-      lastSeenAt: profiles[i]?.lastSeenAt?.toISOString() ?? null
+      lastSeenAt: profiles.get(userId)?.lastSeenAt ?? null
     }))
   }
 

@@ -1,0 +1,375 @@
+// The read model: what every client asks for all the time, served from Redis
+// so that it costs the same whatever the document store and however much it
+// holds. MongoDB stays the source of truth; every structure here is a bounded
+// copy (a TTL on every key, a capped window of messages) that is rebuilt from
+// MongoDB on a miss, so an emptied Redis costs one indexed query, never data.
+//
+// Coherence: a cached value never goes back to an older state. Writers put
+// what the database returned after their write; fills from MongoDB after a
+// miss put what they read; either only lands if it is newer than what is
+// cached (conversations by `version`, messages by `changeSeq`, profiles by
+// their update time), so a slow fill cannot overwrite a newer write. The
+// per-user conversation lists, which cannot be versioned as a whole, carry a
+// generation that every membership change bumps: a fill that started before
+// the change is discarded.
+import type { Collection, Db } from 'mongodb'
+import type { Redis } from 'ioredis'
+import type { ConversationDoc, MembershipDoc } from './conversations.js'
+import type { MessageDoc, MessageView } from './messages.js'
+import { parseObjectId, toPublicUser, type PublicUser, type UserDoc } from './users.js'
+
+/** The latest this many messages of each conversation are kept: the largest page. */
+export const MESSAGE_WINDOW = 100
+const TTL_S = 24 * 3600
+const PROFILE_TTL_S = 3600
+
+const keys = {
+  conversation: (id: string) => `rm:conv:${id}`,
+  userList: (userId: string) => `rm:list:${userId}`,
+  userListGeneration: (userId: string) => `rm:listgen:${userId}`,
+  readStates: (userId: string) => `rm:read:${userId}`,
+  profile: (userId: string) => `rm:user:${userId}`,
+  window: (conversationId: string) => `rm:msgs:${conversationId}`,
+  block: (blockerId: string, blockedId: string) => `rm:block:${blockerId}:${blockedId}`
+}
+
+// Values are "<version>|<json>"; a value lands only over an older one.
+const scripts = {
+  setIfNewer: {
+    numberOfKeys: 1,
+    lua: `local cur = redis.call('GET', KEYS[1])
+if cur then
+  local v = tonumber(string.match(cur, '^(%d+)|'))
+  if v and v >= tonumber(ARGV[1]) then redis.call('EXPIRE', KEYS[1], ARGV[3]) return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[2], 'EX', ARGV[3])
+return 1`
+  },
+  hsetIfNewer: {
+    numberOfKeys: 1,
+    lua: `local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if cur then
+  local v = tonumber(string.match(cur, '^(%d+)|'))
+  if v and v >= tonumber(ARGV[2]) then return 0 end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. '|' .. ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+if tonumber(ARGV[5]) > 0 then redis.call('HDEL', KEYS[1], ARGV[5]) end
+return 1`
+  },
+  // A list is only ever completed by a fill; a write only moves entries of a list that exists.
+  listTouch: {
+    numberOfKeys: 1,
+    lua: 'if redis.call(\'EXISTS\', KEYS[1]) == 1 then redis.call(\'ZADD\', KEYS[1], \'GT\', ARGV[1], ARGV[2]) end return 0'
+  },
+  listFill: {
+    numberOfKeys: 2,
+    lua: `local gen = redis.call('GET', KEYS[2]) or '0'
+if gen ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('ZADD', KEYS[1], -1, '')
+for i = 3, #ARGV, 2 do redis.call('ZADD', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return 1`
+  },
+  // Newest first, below an exclusive (score, member) bound; '' is the marker that the list is complete.
+  listPage: {
+    numberOfKeys: 1,
+    lua: `if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return redis.call('ZREVRANGEBYSCORE', KEYS[1], ARGV[1], 0, 'WITHSCORES', 'LIMIT', ARGV[2], ARGV[3])`
+  },
+  listChanged: {
+    numberOfKeys: 2,
+    lua: `redis.call('INCR', KEYS[2]) redis.call('EXPIRE', KEYS[2], ARGV[1])
+if ARGV[2] == 'add' then
+  if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('ZADD', KEYS[1], ARGV[3], ARGV[4]) end
+else
+  redis.call('ZREM', KEYS[1], ARGV[4])
+end
+return 0`
+  }
+} as const
+
+type ScriptName = keyof typeof scripts
+type Scripted = { [K in ScriptName]: (...args: Array<string | number>) => Promise<unknown> }
+
+interface CachedConversation extends Omit<ConversationDoc, '_id' | 'createdAt' | 'updatedAt' | 'lastActivityAt' | 'lastMessage'> {
+  _id: string
+  createdAt: string
+  updatedAt: string
+  lastActivityAt: string
+  lastMessage: (Omit<NonNullable<ConversationDoc['lastMessage']>, 'createdAt'> & { createdAt: string }) | null
+}
+
+export interface ReadState { lastReadSeq: number, mutedUntil: Date | null }
+
+function splitVersioned (raw: string): string {
+  return raw.slice(raw.indexOf('|') + 1)
+}
+
+function toCached (doc: ConversationDoc): string {
+  return JSON.stringify(doc)
+}
+
+function fromCached (json: string, ObjectIdType: new (hex: string) => ConversationDoc['_id']): ConversationDoc {
+  const c = JSON.parse(json) as CachedConversation
+  return {
+    ...c,
+    _id: new ObjectIdType(c._id),
+    createdAt: new Date(c.createdAt),
+    updatedAt: new Date(c.updatedAt),
+    lastActivityAt: new Date(c.lastActivityAt),
+    lastMessage: c.lastMessage ? { ...c.lastMessage, createdAt: new Date(c.lastMessage.createdAt) } : null
+  }
+}
+
+const profileVersion = (u: UserDoc): number => Math.max(u.updatedAt.getTime(), u.lastSeenAt?.getTime() ?? 0)
+
+export type ReadModel = ReturnType<typeof createReadModel>
+
+export function createReadModel (deps: {
+  redis: Redis
+  db: Db
+  ObjectId: new (hex: string) => ConversationDoc['_id']
+  toMessageView: (doc: MessageDoc) => MessageView
+}) {
+  const { redis, db, ObjectId, toMessageView } = deps
+  for (const [name, script] of Object.entries(scripts)) {
+    if (!(name in redis)) redis.defineCommand(name, script)
+  }
+  const r = redis as unknown as Redis & Scripted
+  const conversations: Collection<ConversationDoc> = db.collection('conversations')
+  const memberships: Collection<MembershipDoc> = db.collection('memberships')
+  const messages: Collection<MessageDoc> = db.collection('messages')
+  const users: Collection<UserDoc> = db.collection('users')
+  const blocks = db.collection<{ _id: string }>('blocks')
+
+  // ---- conversations -------------------------------------------------------
+
+  /** Conversations by id (missing ones left out): one MGET, and one `$in` query for what was not cached. */
+  async function conversationsById (ids: string[]): Promise<Map<string, ConversationDoc>> {
+    const out = new Map<string, ConversationDoc>()
+    if (ids.length === 0) return out
+    const cached = await r.mget(ids.map(keys.conversation))
+    const missing: string[] = []
+    ids.forEach((id, i) => {
+      const raw = cached[i]
+      if (raw) out.set(id, fromCached(splitVersioned(raw), ObjectId))
+      else missing.push(id)
+    })
+    if (missing.length > 0) {
+      const objectIds = missing.map(parseObjectId).filter((id) => id !== null)
+      const docs = objectIds.length > 0 ? await conversations.find({ _id: { $in: objectIds } }).toArray() : []
+      for (const doc of docs) out.set(doc._id.toHexString(), doc)
+      await putConversations(docs)
+    }
+    return out
+  }
+
+  async function conversation (id: string): Promise<ConversationDoc | null> {
+    return (await conversationsById([id])).get(id) ?? null
+  }
+
+  /** After a write: the conversation as the database returned it, and its place in each member's list. */
+  async function putConversations (docs: ConversationDoc[], options: { touchLists?: boolean } = {}): Promise<void> {
+    if (docs.length === 0) return
+    const pipeline = r.pipeline() as unknown as Scripted & { exec: () => Promise<unknown> }
+    for (const doc of docs) {
+      const id = doc._id.toHexString()
+      pipeline.setIfNewer(keys.conversation(id), doc.version ?? 0, toCached(doc), TTL_S)
+      if (options.touchLists) for (const member of doc.memberIds) pipeline.listTouch(keys.userList(member), doc.lastActivityAt.getTime(), id)
+    }
+    await pipeline.exec()
+  }
+
+  // ---- per-user conversation lists ----------------------------------------
+
+  /**
+   * The ids of the user's conversations, latest activity first, after an
+   * exclusive (time, id) cursor. Entries are filtered by the caller against
+   * each conversation's own member list, which is the authority.
+   */
+  async function conversationIdsOf (userId: string, limit: number, after?: { t: number, id: string }): Promise<Array<{ id: string, t: number }>> {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      // Page by score; entries with the cursor's own time are sorted out here.
+      const max = after ? String(after.t) : '+inf'
+      const page = await r.listPage(keys.userList(userId), max, 0, limit + 50, TTL_S) as string[] | null
+      if (page) {
+        const entries: Array<{ id: string, t: number }> = []
+        for (let i = 0; i < page.length; i += 2) {
+          const id = page[i]!
+          const t = Number(page[i + 1])
+          if (id === '') continue
+          if (after && t === after.t && id >= after.id) continue
+          entries.push({ id, t })
+        }
+        return entries.sort((a, b) => b.t - a.t || (a.id < b.id ? 1 : -1)).slice(0, limit + 1)
+      }
+      await fillList(userId)
+    }
+    // Redis refused every fill (a membership change raced each one): answer from MongoDB.
+    const docs = await conversations.find({ memberIds: userId }, { projection: { _id: 1, lastActivityAt: 1 } }).sort({ lastActivityAt: -1, _id: -1 }).toArray()
+    return docs.map((d) => ({ id: d._id.toHexString(), t: d.lastActivityAt.getTime() }))
+      .filter((e) => !after || e.t < after.t || (e.t === after.t && e.id < after.id)).slice(0, limit + 1)
+  }
+
+  /** One indexed query (memberIds + lastActivityAt on MongoDB), stored unless a membership change raced it. */
+  async function fillList (userId: string): Promise<void> {
+    const generation = await r.get(keys.userListGeneration(userId)) ?? '0'
+    const docs = await conversations.find({ memberIds: userId }, { projection: { _id: 1, lastActivityAt: 1 } }).toArray()
+    const args = docs.flatMap((d) => [d.lastActivityAt.getTime(), d._id.toHexString()])
+    await r.listFill(keys.userList(userId), keys.userListGeneration(userId), generation, TTL_S, ...args)
+  }
+
+  /** A user joined (or left) a conversation: their list learns it, and any fill in flight is discarded. */
+  async function membershipChanged (userIds: string[], doc: ConversationDoc, change: 'add' | 'remove'): Promise<void> {
+    if (userIds.length === 0) return
+    const pipeline = r.pipeline() as unknown as Scripted & { exec: () => Promise<unknown> }
+    for (const userId of userIds) pipeline.listChanged(keys.userList(userId), keys.userListGeneration(userId), TTL_S, change, doc.lastActivityAt.getTime(), doc._id.toHexString())
+    await pipeline.exec()
+  }
+
+  // ---- read positions and mutes --------------------------------------------
+
+  const encodeState = (m: Pick<MembershipDoc, 'lastReadSeq' | 'mutedUntil'>): string => `${m.lastReadSeq}|${m.mutedUntil?.getTime() ?? 0}`
+  const decodeState = (raw: string): ReadState => {
+    const [read, muted] = raw.split('|')
+    return { lastReadSeq: Number(read), mutedUntil: Number(muted) > 0 ? new Date(Number(muted)) : null }
+  }
+
+  /** The user's read position and mute in each conversation: one HMGET, one `$in` query for what was not cached. */
+  async function readStates (userId: string, conversationIds: string[]): Promise<Map<string, ReadState>> {
+    const out = new Map<string, ReadState>()
+    if (conversationIds.length === 0) return out
+    const cached = await r.hmget(keys.readStates(userId), ...conversationIds)
+    const missing = conversationIds.filter((id, i) => {
+      const raw = cached[i]
+      if (raw) out.set(id, decodeState(raw))
+      return !raw
+    })
+    if (missing.length > 0) {
+      const docs = await memberships.find({ _id: { $in: missing.map((id) => `${id}:${userId}`) } }).toArray()
+      const pipeline = r.pipeline()
+      for (const doc of docs) {
+        out.set(doc.conversationId, { lastReadSeq: doc.lastReadSeq, mutedUntil: doc.mutedUntil })
+        // HSETNX: a write that landed meanwhile is newer than this read.
+        pipeline.hsetnx(keys.readStates(userId), doc.conversationId, encodeState(doc))
+      }
+      pipeline.expire(keys.readStates(userId), TTL_S)
+      await pipeline.exec()
+    }
+    return out
+  }
+
+  /** After a write of a membership: its full state as now stored. */
+  async function putReadState (doc: Pick<MembershipDoc, 'conversationId' | 'userId' | 'lastReadSeq' | 'mutedUntil'>): Promise<void> {
+    await r.pipeline().hset(keys.readStates(doc.userId), doc.conversationId, encodeState(doc)).expire(keys.readStates(doc.userId), TTL_S).exec()
+  }
+
+  async function dropReadState (userId: string, conversationId: string): Promise<void> {
+    await r.hdel(keys.readStates(userId), conversationId)
+  }
+
+  // ---- profiles --------------------------------------------------------------
+
+  async function profiles (userIds: string[]): Promise<Map<string, PublicUser>> {
+    const ids = [...new Set(userIds)]
+    const out = new Map<string, PublicUser>()
+    if (ids.length === 0) return out
+    const cached = await r.mget(ids.map(keys.profile))
+    const missing = ids.filter((id, i) => {
+      const raw = cached[i]
+      if (raw) out.set(id, JSON.parse(splitVersioned(raw)) as PublicUser)
+      return !raw
+    })
+    const objectIds = missing.map(parseObjectId).filter((id) => id !== null)
+    if (objectIds.length > 0) {
+      const docs = await users.find({ _id: { $in: objectIds } }, { projection: { passwordHash: 0, email: 0 } }).toArray()
+      for (const doc of docs) out.set(doc._id.toHexString(), toPublicUser(doc))
+      await putProfiles(docs)
+    }
+    return out
+  }
+
+  async function putProfiles (docs: UserDoc[]): Promise<void> {
+    if (docs.length === 0) return
+    const pipeline = r.pipeline() as unknown as Scripted & { exec: () => Promise<unknown> }
+    for (const doc of docs) pipeline.setIfNewer(keys.profile(doc._id.toHexString()), profileVersion(doc), JSON.stringify(toPublicUser(doc)), PROFILE_TTL_S)
+    await pipeline.exec()
+  }
+
+  // ---- blocks ----------------------------------------------------------------
+
+  async function hasBlocked (blockerId: string, blockedId: string): Promise<boolean> {
+    const key = keys.block(blockerId, blockedId)
+    const cached = await r.get(key)
+    if (cached !== null) return cached === '1'
+    const blocked = await blocks.countDocuments({ _id: `${blockerId}:${blockedId}` }, { limit: 1 }) > 0
+    await r.set(key, blocked ? '1' : '0', 'EX', TTL_S, 'NX')
+    return blocked
+  }
+
+  async function putBlock (blockerId: string, blockedId: string, blocked: boolean): Promise<void> {
+    await r.set(keys.block(blockerId, blockedId), blocked ? '1' : '0', 'EX', TTL_S)
+  }
+
+  // ---- the latest messages -------------------------------------------------
+
+  /**
+   * Messages `from`..`to` (by seq) of a conversation whose last seq is
+   * `lastSeq`: from the window when the range lies in it (one HMGET), the
+   * rest with one range query, which then fills the window.
+   */
+  async function messageRange (conversationId: string, lastSeq: number, from: number, to: number): Promise<MessageView[]> {
+    if (to < from) return []
+    const windowFrom = Math.max(1, lastSeq - MESSAGE_WINDOW + 1)
+    const cachedFrom = Math.max(from, windowFrom)
+    const seqs: number[] = []
+    for (let seq = cachedFrom; seq <= to; seq++) seqs.push(seq)
+    const cached = seqs.length > 0 ? await r.hmget(keys.window(conversationId), ...seqs.map(String)) : []
+    const found = new Map<number, MessageView>()
+    seqs.forEach((seq, i) => { const raw = cached[i]; if (raw) found.set(seq, JSON.parse(splitVersioned(raw)) as MessageView) })
+    const missing = seqs.filter((seq) => !found.has(seq))
+    const dbFrom = from < windowFrom ? from : missing[0]
+    const dbTo = missing.length > 0 ? missing.at(-1)! : Math.min(to, windowFrom - 1)
+    if (dbFrom !== undefined && dbFrom <= dbTo) {
+      const docs = await messages.find({ conversationId, seq: { $gte: dbFrom, $lte: dbTo } }).sort({ seq: 1 }).toArray()
+      const views = docs.map(toMessageView)
+      for (const view of views) found.set(view.seq, view)
+      await putMessages(conversationId, views.filter((v) => v.seq >= windowFrom), lastSeq)
+    }
+    const out: MessageView[] = []
+    for (let seq = from; seq <= to; seq++) { const view = found.get(seq); if (view) out.push(view) }
+    return out
+  }
+
+  /** Messages as now stored (sent, edited, deleted, reacted); those below the window are trimmed. */
+  async function putMessages (conversationId: string, views: MessageView[], lastSeq: number): Promise<void> {
+    if (views.length === 0) return
+    const pipeline = r.pipeline() as unknown as Scripted & { exec: () => Promise<unknown> }
+    for (const view of views) {
+      if (view.seq <= lastSeq - MESSAGE_WINDOW) continue
+      const below = view.seq - MESSAGE_WINDOW
+      pipeline.hsetIfNewer(keys.window(conversationId), String(view.seq), view.changeSeq, JSON.stringify(view), TTL_S, below > 0 ? String(below) : '0')
+    }
+    await pipeline.exec()
+  }
+
+  return {
+    conversation,
+    conversationsById,
+    putConversations,
+    conversationIdsOf,
+    membershipChanged,
+    readStates,
+    putReadState,
+    dropReadState,
+    profiles,
+    putProfiles,
+    hasBlocked,
+    putBlock,
+    messageRange,
+    putMessages
+  }
+}

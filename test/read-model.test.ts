@@ -1,0 +1,134 @@
+// The Redis read model never shows a state the database does not hold: after
+// every kind of write, and after Redis loses it all, what clients read equals
+// what a read straight from MongoDB gives.
+import t, { type Test } from 'tap'
+import type { FastifyInstance } from 'fastify'
+import { build, redisKeys } from './helper.js'
+import { createUser, directConversation, type TestUser } from './accounts.js'
+import { MESSAGE_WINDOW } from '../services/read-model.js'
+
+async function emptyReadModel (app: FastifyInstance): Promise<void> {
+  const keys = await redisKeys(app, 'rm:*')
+  if (keys.length > 0) await app.redis.del(...keys)
+}
+
+async function snapshot (app: FastifyInstance, user: TestUser, conversationId: string) {
+  const list = (await app.inject({ url: '/api/conversations', headers: user.auth })).json()
+  const page = (await app.inject({ url: `/api/conversations/${conversationId}/messages`, headers: user.auth })).json()
+  const one = await app.inject({ url: `/api/conversations/${conversationId}`, headers: user.auth })
+  // Last seen moves with every request (HTTP use counts): not part of the comparison.
+  return JSON.parse(JSON.stringify({ list, page, one: one.statusCode === 200 ? one.json() : one.statusCode }), (key, value) => key === 'lastSeenAt' ? undefined : value)
+}
+
+/** What the read model shows equals what a rebuild from MongoDB shows. */
+async function assertCoherent (t: Test, app: FastifyInstance, user: TestUser, conversationId: string, what: string): Promise<void> {
+  const cached = await snapshot(app, user, conversationId)
+  await emptyReadModel(app)
+  const rebuilt = await snapshot(app, user, conversationId)
+  t.same(cached, rebuilt, `${what}: the read model equals a rebuild from MongoDB`)
+}
+
+t.test('sends, edits, deletions, reactions, reads and mutes keep the read model true', async (t) => {
+  const app = await build(t)
+  const [ada, bob] = [await createUser(app), await createUser(app)]
+  const conversationId = await directConversation(app, ada, bob)
+  const send = (user: TestUser, clientMsgId: string, text: string) => app.inject({ method: 'POST', url: `/api/conversations/${conversationId}/messages`, headers: user.auth, payload: { clientMsgId, text } })
+  for (let i = 1; i <= 5; i++) await send(i % 2 ? ada : bob, `m${i}`, `message ${i}`)
+  await assertCoherent(t, app, bob, conversationId, 'after sends')
+
+  const last = (await snapshot(app, bob, conversationId)).page.messages.at(-1)
+  t.equal((await app.inject({ method: 'PATCH', url: `/api/messages/${last.id}`, headers: ada.auth, payload: { text: 'edited' } })).statusCode, 200)
+  const seen = await snapshot(app, bob, conversationId)
+  t.equal(seen.page.messages.at(-1).text, 'edited', 'the edit shows in the latest page')
+  t.equal(seen.list.conversations[0].lastMessage.preview, 'edited', 'and in the list preview')
+  await assertCoherent(t, app, bob, conversationId, 'after an edit')
+
+  t.equal((await app.inject({ method: 'PUT', url: `/api/messages/${last.id}/reactions/${encodeURIComponent('👍')}`, headers: bob.auth })).statusCode, 200)
+  t.equal((await snapshot(app, bob, conversationId)).page.messages.at(-1).reactions[0].count, 1)
+  await assertCoherent(t, app, bob, conversationId, 'after a reaction')
+
+  t.equal((await app.inject({ method: 'DELETE', url: `/api/messages/${last.id}`, headers: ada.auth })).statusCode, 200)
+  const afterDelete = await snapshot(app, bob, conversationId)
+  t.equal(afterDelete.page.messages.at(-1).deleted, true)
+  t.equal(afterDelete.list.conversations[0].lastMessage.deleted, true)
+  await assertCoherent(t, app, bob, conversationId, 'after a deletion')
+
+  await app.inject({ method: 'POST', url: `/api/conversations/${conversationId}/read`, headers: bob.auth, payload: { seq: 5 } })
+  await app.inject({ method: 'PUT', url: `/api/conversations/${conversationId}/mute`, headers: bob.auth, payload: { until: new Date(Date.now() + 3600_000).toISOString() } })
+  const state = (await snapshot(app, bob, conversationId)).list.conversations[0]
+  t.equal(state.lastReadSeq, 5)
+  t.ok(state.mutedUntil)
+  await assertCoherent(t, app, bob, conversationId, 'after read and mute')
+
+  await app.inject({ method: 'PATCH', url: '/api/users/me', headers: ada.auth, payload: { displayName: 'Ada L.' } })
+  t.ok((await snapshot(app, bob, conversationId)).list.conversations[0].members.some((m: { displayName: string }) => m.displayName === 'Ada L.'), 'a profile change shows in the list')
+  await assertCoherent(t, app, bob, conversationId, 'after a profile change')
+})
+
+t.test('membership changes: joining shows the group, leaving hides it at once', async (t) => {
+  const app = await build(t)
+  const [ada, bob, cy] = [await createUser(app), await createUser(app), await createUser(app)]
+  // Lists are cached before the changes.
+  for (const u of [ada, bob, cy]) await app.inject({ url: '/api/conversations', headers: u.auth })
+  const group = (await app.inject({ method: 'POST', url: '/api/conversations', headers: ada.auth, payload: { type: 'group', title: 'g', memberIds: [bob.id] } })).json().id
+  t.same((await app.inject({ url: '/api/conversations', headers: bob.auth })).json().conversations.map((c: { id: string }) => c.id), [group], 'a new member sees it')
+  t.same((await app.inject({ url: '/api/conversations', headers: cy.auth })).json().conversations, [], 'others do not')
+
+  await app.inject({ method: 'POST', url: `/api/conversations/${group}/members`, headers: ada.auth, payload: { userIds: [cy.id] } })
+  t.same((await app.inject({ url: '/api/conversations', headers: cy.auth })).json().conversations.map((c: { id: string }) => c.id), [group], 'an added member sees it')
+  await assertCoherent(t, app, cy, group, 'after an addition')
+
+  t.equal((await app.inject({ method: 'DELETE', url: `/api/conversations/${group}/members/${bob.id}`, headers: ada.auth })).statusCode, 200)
+  t.same((await app.inject({ url: '/api/conversations', headers: bob.auth })).json().conversations, [], 'a removed member no longer sees it')
+  t.equal((await app.inject({ url: `/api/conversations/${group}/messages`, headers: bob.auth })).statusCode, 404, 'nor reads it')
+  t.equal((await app.inject({ method: 'POST', url: `/api/conversations/${group}/messages`, headers: bob.auth, payload: { clientMsgId: 'x', text: 'x' } })).statusCode, 404, 'nor writes to it')
+  await assertCoherent(t, app, bob, group, 'after a removal')
+})
+
+t.test('the window of latest messages is bounded; older pages come from MongoDB', async (t) => {
+  const app = await build(t, { SEND_RATE_LIMIT_MAX: 100000 })
+  const [ada, bob] = [await createUser(app), await createUser(app)]
+  const conversationId = await directConversation(app, ada, bob)
+  const total = MESSAGE_WINDOW + 30
+  for (let i = 1; i <= total; i++) await app.messages.send(conversationId, ada.id, { clientMsgId: `w${i}`, text: `n${i}` })
+  const fields = await app.redis.hlen(`rm:msgs:${conversationId}`)
+  t.ok(fields <= MESSAGE_WINDOW, `${fields} messages cached ≤ ${MESSAGE_WINDOW}`)
+  const old = (await app.inject({ url: `/api/conversations/${conversationId}/messages?before=21&limit=20`, headers: bob.auth })).json()
+  t.same(old.messages.map((m: { seq: number }) => m.seq), Array.from({ length: 20 }, (_, i) => i + 1))
+  const latest = (await app.inject({ url: `/api/conversations/${conversationId}/messages?limit=100`, headers: bob.auth })).json()
+  t.same(latest.messages.map((m: { seq: number }) => m.seq), Array.from({ length: 100 }, (_, i) => total - 99 + i))
+})
+
+t.test('a write never loses to an older copy', async (t) => {
+  const app = await build(t)
+  const [ada, bob] = [await createUser(app), await createUser(app)]
+  const conversationId = await directConversation(app, ada, bob)
+  const stale = (await app.readModel.conversation(conversationId))!
+  await app.inject({ method: 'POST', url: `/api/conversations/${conversationId}/messages`, headers: ada.auth, payload: { clientMsgId: 'new', text: 'newer' } })
+  // A fill that read the document before the send lands after it.
+  await app.readModel.putConversations([stale])
+  t.equal((await app.readModel.conversation(conversationId))!.lastSeq, 1, 'the older copy was refused')
+})
+
+t.test('Redis restarted empty: everything is rebuilt from MongoDB, nothing lost', async (t) => {
+  const { startRedis } = await import('../scripts/embedded.js')
+  let redis = await startRedis()
+  t.teardown(() => redis.stop())
+  const app = await build(t, { REDIS_URL: redis.url })
+  const [ada, bob] = [await createUser(app), await createUser(app)]
+  const conversationId = await directConversation(app, ada, bob)
+  for (let i = 1; i <= 3; i++) await app.messages.send(conversationId, ada.id, { clientMsgId: `r${i}`, text: `r${i}` })
+  await app.conversations.markRead(conversationId, bob.id, 2)
+  const before = await snapshot(app, bob, conversationId)
+
+  await redis.stop()
+  redis = await startRedis({ port: redis.port })
+  for (let i = 0; i < 100 && app.redis.status !== 'ready'; i++) await new Promise((resolve) => setTimeout(resolve, 50))
+  // Sessions were in Redis too: sign in again.
+  const { sessionId } = await app.sessions.create(bob.id)
+  const bob2 = { ...bob, auth: { authorization: `Bearer ${app.jwt.sign({ sub: bob.id, sid: sessionId, typ: 'access' })}` } }
+  const after = await snapshot(app, bob2, conversationId)
+  t.same(after, before, 'the same list, page and conversation')
+  const sent = await app.messages.send(conversationId, ada.id, { clientMsgId: 'r4', text: 'r4' })
+  t.equal(sent.message.seq, 4, 'numbering goes on without a gap')
+})
