@@ -4,11 +4,14 @@
 // loads the conversation list, message history and send with Bearer tokens,
 // next to a bare Fastify hello-world measured in the same run.
 import { ObjectId, MongoClient } from 'mongodb'
+import type { Request } from 'autocannon'
 import { hashPassword } from '../services/passwords.js'
 import type { UserDoc } from '../services/users.js'
 import type { ConversationDoc, MembershipDoc } from '../services/conversations.js'
-import { messageIdFor, type MessageDoc } from '../services/messages.js'
-import { embeddedUrls, measure, ratio, startHello, startParley, type Started } from './lib.js'
+import { messageIdFor, toMessageView, type MessageDoc } from '../services/messages.js'
+import { MESSAGE_WINDOW } from '../services/read-model.js'
+import { connections, embeddedUrls, measure, ratio, startHello, startParley, type Started } from './lib.js'
+import { bootCounting } from './round-trips.js'
 
 const USERS = Number(process.env.BENCH_USERS ?? 1000)
 const CONVERSATIONS = Number(process.env.BENCH_CONVERSATIONS ?? 10_000)
@@ -16,9 +19,16 @@ const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 200_000)
 const SIGNED_IN = 50
 const PASSWORD = 'bench password 1'
 
-interface Seeded { users: UserDoc[], conversationsByUser: Map<string, string[]> }
+interface Seeded {
+  users: UserDoc[]
+  conversations: ConversationDoc[]
+  memberships: MembershipDoc[]
+  conversationsByUser: Map<string, string[]>
+  /** The messages of a seeded conversation, as stored. */
+  messagesOf: (conversation: ConversationDoc) => MessageDoc[]
+}
 
-async function seed (mongoUri: string): Promise<Seeded> {
+export async function seed (mongoUri: string): Promise<Seeded> {
   const client = new MongoClient(mongoUri)
   await client.connect()
   const db = client.db('parley')
@@ -45,18 +55,22 @@ async function seed (mongoUri: string): Promise<Seeded> {
   }
 
   const perConversation = Math.floor(MESSAGES / CONVERSATIONS)
+  const indexOf = new Map(conversations.map((c, n) => [c, n]))
+  const messageOf = (c: ConversationDoc, seq: number): MessageDoc => {
+    const n = indexOf.get(c)!
+    const id = c._id.toHexString()
+    return { _id: messageIdFor(id, seq), conversationId: id, seq, changeSeq: seq, senderId: c.memberIds[seq % 2]!, clientMsgId: `seed-${seq}`, text: `Seeded message ${seq} in conversation ${n}, long enough to look like chat.`, attachments: [], reactions: [], createdAt: new Date(now - 3_600_000 + n * 10 + seq), editedAt: null, deletedAt: null }
+  }
   const batch: MessageDoc[] = []
   const flush = async () => { if (batch.length > 0) await db.collection<MessageDoc>('messages').insertMany(batch.splice(0), { ordered: false }) }
-  for (const [n, c] of conversations.entries()) {
-    const id = c._id.toHexString()
+  for (const c of conversations) {
     for (let seq = 1; seq <= perConversation; seq++) {
-      const createdAt = new Date(now - 3_600_000 + n * 10 + seq)
-      const senderId = c.memberIds[seq % 2]!
-      batch.push({ _id: messageIdFor(id, seq), conversationId: id, seq, changeSeq: seq, senderId, clientMsgId: `seed-${seq}`, text: `Seeded message ${seq} in conversation ${n}, long enough to look like chat.`, attachments: [], reactions: [], createdAt, editedAt: null, deletedAt: null })
+      const message = messageOf(c, seq)
+      batch.push(message)
       c.lastSeq = seq
       c.changeSeq = seq
-      c.lastActivityAt = createdAt
-      c.lastMessage = { seq, senderId, preview: `Seeded message ${seq}`, createdAt, deleted: false }
+      c.lastActivityAt = message.createdAt
+      c.lastMessage = { seq, senderId: message.senderId, preview: `Seeded message ${seq}`, createdAt: message.createdAt, deleted: false }
     }
     if (batch.length >= 5000) await flush()
   }
@@ -68,10 +82,11 @@ async function seed (mongoUri: string): Promise<Seeded> {
   for (const c of conversations) for (const m of c.memberIds) conversationsByUser.set(m, [...(conversationsByUser.get(m) ?? []), c._id.toHexString()])
   await client.close()
 
-  return { users, conversationsByUser }
+  const messagesOf = (c: ConversationDoc): MessageDoc[] => Array.from({ length: c.lastSeq }, (_, i) => messageOf(c, i + 1))
+  return { users, conversations, memberships, conversationsByUser, messagesOf }
 }
 
-async function signIn (parley: Started, users: UserDoc[]): Promise<Array<{ token: string, userId: string }>> {
+export async function signIn (parley: Started, users: UserDoc[]): Promise<Array<{ token: string, userId: string }>> {
   const out: Array<{ token: string, userId: string }> = []
   for (const user of users.slice(0, SIGNED_IN)) {
     const res = await fetch(`${parley.url}/api/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ login: user.username, password: PASSWORD }) })
@@ -81,58 +96,107 @@ async function signIn (parley: Started, users: UserDoc[]): Promise<Array<{ token
   return out
 }
 
+type Measure = Awaited<ReturnType<typeof measure>>
+
+/** The same load on several instances at once (one autocannon each): summed throughput, worst latency. */
+async function measureAcross (urls: string[], requests: (url: string) => Parameters<typeof measure>[0]): Promise<Measure> {
+  const results = await Promise.all(urls.map((url) => measure({ ...requests(url), connections: Math.max(1, Math.round(connections / urls.length)) })))
+  return {
+    requestsPerSecond: results.reduce((n, r) => n + r.requestsPerSecond, 0),
+    latencyP50Ms: Math.max(...results.map((r) => r.latencyP50Ms)),
+    latencyP99Ms: Math.max(...results.map((r) => r.latencyP99Ms)),
+    non2xx: results.reduce((n, r) => n + r.non2xx, 0),
+    errors: results.reduce((n, r) => n + r.errors, 0)
+  }
+}
+
 export async function chatScenario (): Promise<Record<string, unknown>> {
+  const limits = { AUTH_RATE_LIMIT_MAX: '1000000000', RATE_LIMIT_MAX: '1000000000', SEND_RATE_LIMIT_MAX: '1000000000', SEARCH_RATE_LIMIT_MAX: '1000000000' }
   const hello = await startHello()
-  const parley = await startParley({ AUTH_RATE_LIMIT_MAX: '100000000' })
+  const parley = await startParley(limits)
+  let second: Started | undefined
+  let counting: Awaited<ReturnType<typeof bootCounting>> | undefined
   try {
-    const mongoUri = embeddedUrls(parley).MONGODB_URI
+    const servers = embeddedUrls(parley)
     const seedStarted = Date.now()
-    const { users, conversationsByUser } = await seed(mongoUri)
+    const seeded = await seed(servers.MONGODB_URI)
+    const { users, conversationsByUser } = seeded
     const seedSeconds = Math.round((Date.now() - seedStarted) / 100) / 10
+    second = await startParley({ ...limits, ...servers })
     const signedIn = await signIn(parley, users)
+
+    // The data went straight into the database; had it been written through
+    // the app, its read model would hold what every write puts there: the
+    // conversations, their latest messages, read positions, profiles. Put
+    // that (for the signed-in users' conversations), then let each user's
+    // conversation list fill from MongoDB as it would after a Redis restart.
+    counting = await bootCounting(servers)
+    const primeStarted = Date.now()
+    const { readModel } = counting.app
+    const active = new Set(signedIn.flatMap((u) => conversationsByUser.get(u.userId)!))
+    const activeConversations = seeded.conversations.filter((c) => active.has(c._id.toHexString()))
+    await readModel.putConversations(activeConversations)
+    for (const c of activeConversations) await readModel.putMessages(c._id.toHexString(), seeded.messagesOf(c).slice(-MESSAGE_WINDOW).map(toMessageView), c.lastSeq)
+    for (const m of seeded.memberships) if (active.has(m.conversationId)) await readModel.putReadState(m)
+    await readModel.putProfiles(users)
+    for (const user of signedIn) await fetch(`${parley.url}/api/conversations?limit=1`, { headers: { authorization: `Bearer ${user.token}` } })
+    const primeSeconds = Math.round((Date.now() - primeStarted) / 100) / 10
     const pick = <T>(items: T[]): T => items[Math.floor(Math.random() * items.length)]!
+    const auth = (token: string) => ({ authorization: `Bearer ${token}` })
     let counter = 0
+    // One group of every signed-in user: the hot conversation.
+    const created = await fetch(`${parley.url}/api/conversations`, { method: 'POST', headers: { ...auth(signedIn[0]!.token), 'content-type': 'application/json' }, body: JSON.stringify({ type: 'group', title: 'hot', memberIds: signedIn.slice(1).map((u) => u.userId) }) })
+    const hot = ((await created.json()) as { id: string }).id
+    const sendRequest = (conversationFor: (user: { userId: string }) => string): Request => ({
+      method: 'POST' as const,
+      path: '/',
+      setupRequest: (req) => {
+        const user = pick(signedIn)
+        return { ...req, path: `/api/conversations/${conversationFor(user)}/messages`, headers: { ...auth(user.token), 'content-type': 'application/json' }, body: JSON.stringify({ clientMsgId: `bench-${process.pid}-${counter++}`, text: 'benchmark message' }) }
+      }
+    })
+    const anyConversation = (user: { userId: string }): string => pick(conversationsByUser.get(user.userId)!)
 
     const baseline = await measure({ url: hello.url })
-    const list = await measure({
-      url: parley.url,
-      requests: [{ method: 'GET', path: '/api/conversations?limit=20', setupRequest: (req) => ({ ...req, headers: { authorization: `Bearer ${pick(signedIn).token}` } }) }]
-    })
+    const me = await measure({ url: parley.url, requests: [{ method: 'GET', path: '/api/auth/me', setupRequest: (req) => ({ ...req, headers: auth(pick(signedIn).token) }) }] })
+    const list = await measure({ url: parley.url, requests: [{ method: 'GET', path: '/api/conversations?limit=20', setupRequest: (req) => ({ ...req, headers: auth(pick(signedIn).token) }) }] })
     const history = await measure({
       url: parley.url,
-      requests: [{
-        method: 'GET',
-        path: '/',
-        setupRequest: (req) => {
-          const user = pick(signedIn)
-          return { ...req, path: `/api/conversations/${pick(conversationsByUser.get(user.userId)!)}/messages?limit=50`, headers: { authorization: `Bearer ${user.token}` } }
-        }
-      }]
+      requests: [{ method: 'GET', path: '/', setupRequest: (req) => { const user = pick(signedIn); return { ...req, path: `/api/conversations/${anyConversation(user)}/messages?limit=50`, headers: auth(user.token) } } }]
     })
-    const sendMessage = await measure({
-      url: parley.url,
-      requests: [{
-        method: 'POST',
-        path: '/',
-        setupRequest: (req) => {
-          const user = pick(signedIn)
-          return {
-            ...req,
-            path: `/api/conversations/${pick(conversationsByUser.get(user.userId)!)}/messages`,
-            headers: { authorization: `Bearer ${user.token}`, 'content-type': 'application/json' },
-            body: JSON.stringify({ clientMsgId: `bench-${process.pid}-${counter++}`, text: 'benchmark message' })
-          }
-        }
-      }]
-    })
+    const sendOne = await measure({ url: parley.url, requests: [sendRequest(anyConversation)] })
+    const sendTwo = await measureAcross([parley.url, second.url], (url) => ({ url, requests: [sendRequest(anyConversation)] }))
+    const sendHot = await measureAcross([parley.url, second.url], (url) => ({ url, requests: [sendRequest(() => hot)] }))
+
+    // Round trips, counted in an instance booted in this process.
+    const { app, measure: count } = counting
+    const user = signedIn[1]!
+    const conversation = conversationsByUser.get(user.userId)![0]!
+    const get = (url: string) => () => app.inject({ method: 'GET', url, headers: auth(user.token) })
+    const roundTrips = {
+      me: await count(get('/api/auth/me')),
+      list: await count(get('/api/conversations?limit=20')),
+      latestPage: await count(get(`/api/conversations/${conversation}/messages?limit=50`)),
+      olderPage: await count(get(`/api/conversations/${conversation}/messages?before=5&limit=50`)),
+      changes: await count(get(`/api/conversations/${conversation}/changes?since=0&limit=100`)),
+      search: await count(get('/api/search/messages?q=conversation')),
+      send: await count(() => app.inject({ method: 'POST', url: `/api/conversations/${conversation}/messages`, headers: auth(user.token), payload: { clientMsgId: `count-${counter++}`, text: 'counted' } }))
+    }
+
+    const row = (name: string, m: Measure) => ({ name, ...m, ratio: ratio(m.requestsPerSecond, baseline.requestsPerSecond) })
     return {
-      dataSet: { users: USERS, conversations: CONVERSATIONS, messages: Math.floor(MESSAGES / CONVERSATIONS) * CONVERSATIONS, seedSeconds },
+      dataSet: { users: USERS, conversations: CONVERSATIONS, messages: Math.floor(MESSAGES / CONVERSATIONS) * CONVERSATIONS, seedSeconds, readModelPrimeSeconds: primeSeconds },
       baseline: { name: 'bare Fastify hello-world', ...baseline },
-      conversationList: { name: 'GET /api/conversations?limit=20', ...list, ratio: ratio(list.requestsPerSecond, baseline.requestsPerSecond) },
-      history: { name: 'GET /api/conversations/:id/messages?limit=50', ...history, ratio: ratio(history.requestsPerSecond, baseline.requestsPerSecond) },
-      send: { name: 'POST /api/conversations/:id/messages', ...sendMessage, ratio: ratio(sendMessage.requestsPerSecond, baseline.requestsPerSecond) }
+      me: row('GET /api/auth/me', me),
+      conversationList: row('GET /api/conversations?limit=20', list),
+      history: row('GET /api/conversations/:id/messages?limit=50 (latest page)', history),
+      send: row('POST /api/conversations/:id/messages, 1 instance, random conversations', sendOne),
+      sendTwoInstances: row('POST …/messages, 2 instances, random conversations', sendTwo),
+      sendHotConversation: row('POST …/messages, 2 instances, one group of 50', sendHot),
+      roundTripsPerRequest: roundTrips
     }
   } finally {
-    await Promise.allSettled([hello.stop(), parley.stop()])
+    await counting?.app.close().catch(() => {})
+    await Promise.allSettled([hello.stop(), second?.stop(), parley.stop()])
   }
 }

@@ -2,7 +2,7 @@
 import type { Collection, Db, Filter } from 'mongodb'
 import createError from '@fastify/error'
 import type { ReadModel } from './read-model.js'
-import { parseObjectId, toPublicUser, upsertRetrying, type PublicUser, type UserDoc, type UserService } from './users.js'
+import { parseObjectId, toPublicUser, upsertRetrying, type PublicUser, type SelfUser, type UserDoc, type UserService } from './users.js'
 
 export const UserNotFound = createError('USER_NOT_FOUND', 'No such user', 404)
 export const CannotBlockSelf = createError('CANNOT_BLOCK_SELF', 'You cannot block yourself', 400)
@@ -76,9 +76,16 @@ export function createPeopleService (db: Db, users: UserService, readModel: Read
   }
 
   async function profile (userId: string): Promise<PublicUser> {
-    const user = await users.findById(userId)
+    const user = (await readModel.profiles([userId])).get(userId)
     if (!user) throw new UserNotFound()
-    return toPublicUser(user)
+    return user
+  }
+
+  /** The signed-in user's own profile. */
+  async function self (userId: string): Promise<SelfUser> {
+    const user = await readModel.self(userId)
+    if (!user) throw new UserNotFound()
+    return user
   }
 
   async function block (blockerId: string, blockedId: string): Promise<void> {
@@ -99,5 +106,5 @@ export function createPeopleService (db: Db, users: UserService, readModel: Read
   /** Public profiles by id (unknown ids left out). */
   const summaries = (userIds: string[]): Promise<Map<string, PublicUser>> => readModel.profiles(userIds)
 
-  return { updateProfile, setAvatar, search, profile, block, unblock, hasBlocked, summaries }
+  return { updateProfile, setAvatar, search, profile, self, block, unblock, hasBlocked, summaries }
 }

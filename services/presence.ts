@@ -34,6 +34,9 @@ export function createPresenceService (deps: {
   const { redis, users, publish, contacts, profilesOf, onProfileChanged, ttlS, graceMs } = deps
   const ttlMs = ttlS * 1000
 
+  // Users this instance recorded as seen, and when: a cache that only saves Redis calls.
+  const touchedHere = new Map<string, number>()
+
   async function liveCount (userId: string, now = Date.now()): Promise<number> {
     return redis.zcount(userKey(userId), now, '+inf')
   }
@@ -55,7 +58,12 @@ export function createPresenceService (deps: {
    */
   async function touch (userId: string): Promise<void> {
     const _id = parseObjectId(userId)
-    if (!_id || await redis.set(`presence:touched:${userId}`, '1', 'EX', TOUCH_EVERY_S, 'NX') === null) return
+    // Most requests end here: this instance recorded the user within the minute.
+    const now = Date.now()
+    if (!_id || (touchedHere.get(userId) ?? 0) > now - TOUCH_EVERY_S * 1000) return
+    if (touchedHere.size > 100_000) touchedHere.clear()
+    touchedHere.set(userId, now)
+    if (await redis.set(`presence:touched:${userId}`, '1', 'EX', TOUCH_EVERY_S, 'NX') === null) return
     await recordLastSeen(_id, new Date())
   }
 

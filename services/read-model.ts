@@ -16,7 +16,7 @@ import type { Collection, Db } from 'mongodb'
 import type { Redis } from 'ioredis'
 import type { ConversationDoc, MembershipDoc } from './conversations.js'
 import type { MessageDoc, MessageView } from './messages.js'
-import { parseObjectId, toPublicUser, type PublicUser, type UserDoc } from './users.js'
+import { parseObjectId, toSelfUser, type PublicUser, type SelfUser, type UserDoc } from './users.js'
 
 /** The latest this many messages of each conversation are kept: the largest page. */
 export const MESSAGE_WINDOW = 100
@@ -273,29 +273,38 @@ export function createReadModel (deps: {
 
   // ---- profiles --------------------------------------------------------------
 
-  async function profiles (userIds: string[]): Promise<Map<string, PublicUser>> {
+  /** Profiles as their owner sees them (with email): the public ones are these minus the private fields. */
+  async function selfProfiles (userIds: string[]): Promise<Map<string, SelfUser>> {
     const ids = [...new Set(userIds)]
-    const out = new Map<string, PublicUser>()
+    const out = new Map<string, SelfUser>()
     if (ids.length === 0) return out
     const cached = await r.mget(ids.map(keys.profile))
     const missing = ids.filter((id, i) => {
       const raw = cached[i]
-      if (raw) out.set(id, JSON.parse(splitVersioned(raw)) as PublicUser)
+      if (raw) out.set(id, JSON.parse(splitVersioned(raw)) as SelfUser)
       return !raw
     })
     const objectIds = missing.map(parseObjectId).filter((id) => id !== null)
     if (objectIds.length > 0) {
-      const docs = await users.find({ _id: { $in: objectIds } }, { projection: { passwordHash: 0, email: 0 } }).toArray()
-      for (const doc of docs) out.set(doc._id.toHexString(), toPublicUser(doc))
+      const docs = await users.find({ _id: { $in: objectIds } }, { projection: { passwordHash: 0 } }).toArray()
+      for (const doc of docs) out.set(doc._id.toHexString(), toSelfUser(doc))
       await putProfiles(docs)
     }
     return out
   }
 
+  async function profiles (userIds: string[]): Promise<Map<string, PublicUser>> {
+    const out = new Map<string, PublicUser>()
+    for (const [id, { email: _email, createdAt: _createdAt, ...profile }] of await selfProfiles(userIds)) out.set(id, profile)
+    return out
+  }
+
+  const self = async (userId: string): Promise<SelfUser | null> => (await selfProfiles([userId])).get(userId) ?? null
+
   async function putProfiles (docs: UserDoc[]): Promise<void> {
     if (docs.length === 0) return
     const pipeline = r.pipeline() as unknown as Scripted & { exec: () => Promise<unknown> }
-    for (const doc of docs) pipeline.setIfNewer(keys.profile(doc._id.toHexString()), profileVersion(doc), JSON.stringify(toPublicUser(doc)), PROFILE_TTL_S)
+    for (const doc of docs) pipeline.setIfNewer(keys.profile(doc._id.toHexString()), profileVersion(doc), JSON.stringify(toSelfUser(doc)), PROFILE_TTL_S)
     await pipeline.exec()
   }
 
@@ -366,6 +375,7 @@ export function createReadModel (deps: {
     putReadState,
     dropReadState,
     profiles,
+    self,
     putProfiles,
     hasBlocked,
     putBlock,

@@ -198,9 +198,9 @@ const auth: FastifyPluginAsyncTypebox = async (fastify) => {
       response: { 200: SelfUser, ...errorResponses(401, 429, 500) }
     }
   }, async (request) => {
-    const user = await fastify.users.findById(request.user.id)
+    const user = await fastify.readModel.self(request.user.id)
     if (!user) throw new Unauthorized()
-    return toSelfUser(user)
+    return user
   })
 
   fastify.post('/password/forgot', {

@@ -15,11 +15,7 @@ const users: FastifyPluginAsyncTypebox = async (fastify) => {
 
   fastify.get('/me', {
     schema: { tags, security: bearerOrCookie, summary: 'Your profile', response: { 200: SelfUser, ...errorResponses(401, 500) } }
-  }, async (request) => {
-    const user = await fastify.users.findById(request.user.id)
-    if (!user) throw new UserNotFound()
-    return toSelfUser(user)
-  })
+  }, async (request) => fastify.people.self(request.user.id))
 
   fastify.patch('/me', {
     schema: {
