@@ -35,6 +35,8 @@ try {
   closeWithGrace({ delay: 8000, logger: app.log }, async ({ signal, err }) => {
     if (err) app.log.error({ err }, 'shutting down after an error')
     else app.log.info({ signal }, 'shutting down')
+    const { eventsReceived, eventsDelivered } = app.realtime.stats()
+    say(`real time: ${eventsReceived} events received from Redis, ${eventsDelivered} delivered to sockets of their users here`)
     await app.close()
     await embedded?.stop()
   })

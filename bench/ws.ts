@@ -17,7 +17,8 @@ import type { UserDoc } from '../services/users.js'
 import { duration, embeddedUrls, percentile, ratio, root, rss, startParley, type Started } from './lib.js'
 
 const CLIENTS = Number(process.env.BENCH_WS_CLIENTS ?? 200)
-const INSTANCES = Number(process.env.BENCH_WS_INSTANCES ?? 2)
+// One run per instance count: BENCH_WS_INSTANCES=1,2,4
+const INSTANCE_COUNTS = (process.env.BENCH_WS_INSTANCES ?? '1,2,4').split(',').map(Number)
 const RATE = Number(process.env.BENCH_WS_RATE ?? 1)
 const GROUP = 10
 const PASSWORD = 'bench password 1'
@@ -130,14 +131,34 @@ async function startBaseline (): Promise<{ url: string, pid: number, stop: () =>
   return { url: `ws://127.0.0.1:${port}`, pid: child.pid!, stop: async () => { child.kill('SIGTERM'); await once(child, 'exit') } }
 }
 
-export async function wsScenario (): Promise<Record<string, unknown>> {
+/** Redis CPU seconds so far (user + system), from INFO. */
+async function redisCpuSeconds (redisUrl: string): Promise<number> {
+  const { Redis } = await import('ioredis')
+  const redis = new Redis(redisUrl)
+  try {
+    const info = await redis.info('cpu')
+    const value = (name: string): number => Number(new RegExp(`${name}:([0-9.]+)`).exec(info)?.[1] ?? 0)
+    return value('used_cpu_user') + value('used_cpu_sys')
+  } finally {
+    redis.disconnect()
+  }
+}
+
+/** What an instance said on shutdown about the events it received and delivered. */
+function fanOutOf (instance: Started): { eventsReceived: number, eventsDelivered: number } {
+  const match = /real time: (\d+) events received from Redis, (\d+) delivered/.exec(instance.output())
+  return { eventsReceived: Number(match?.[1] ?? 0), eventsDelivered: Number(match?.[2] ?? 0) }
+}
+
+async function wsRun (instanceCount: number): Promise<Record<string, unknown>> {
   const secrets = { JWT_SECRET: randomBytes(32).toString('hex'), HASH_SECRET: randomBytes(32).toString('hex') }
-  const common = { ...secrets, AUTH_RATE_LIMIT_MAX: '100000000', WS_RATE_PER_SECOND: '1000', WS_RATE_BURST: '1000', PRESENCE_GRACE_MS: '0' }
+  const common = { ...secrets, AUTH_RATE_LIMIT_MAX: '100000000', SEND_RATE_LIMIT_MAX: '100000000', WS_RATE_PER_SECOND: '1000', WS_RATE_BURST: '1000', PRESENCE_GRACE_MS: '0' }
   const first = await startParley(common)
   const instances: Started[] = [first]
+  let stopped = false
   try {
     const shared = embeddedUrls(first)
-    for (let i = 1; i < INSTANCES; i++) instances.push(await startParley({ ...common, ...shared }))
+    for (let i = 1; i < instanceCount; i++) instances.push(await startParley({ ...common, ...shared }))
     const users = await seedUsers(shared.MONGODB_URI, CLIENTS)
     const tokens: string[] = []
     for (const user of users) tokens.push((await api<{ accessToken: string }>(first.url, '/api/auth/login', { login: user.username, password: PASSWORD })).accessToken)
@@ -147,33 +168,63 @@ export async function wsScenario (): Promise<Record<string, unknown>> {
       groups.push((await api<{ id: string }>(first.url, '/api/conversations', { type: 'group', title: `bench ${g}`, memberIds: members.slice(1) }, tokens[g * GROUP])).id)
     }
 
-    // Parley: client i on instance i % INSTANCES.
+    // Parley: client i on instance i % instanceCount.
     const rssBefore = await Promise.all(instances.map((s) => rss(s.child.pid!)))
     headersFor = tokens.map((token) => ({ authorization: `Bearer ${token}` }))
-    const sockets = await openSockets(tokens.map((_, i) => `${instances[i % INSTANCES]!.url.replace('http', 'ws')}/ws`))
+    const sockets = await openSockets(tokens.map((_, i) => `${instances[i % instanceCount]!.url.replace('http', 'ws')}/ws`))
     await new Promise((resolve) => setTimeout(resolve, 1000))
     const rssConnected = await Promise.all(instances.map((s) => rss(s.child.pid!)))
+    const cpuBefore = await redisCpuSeconds(shared.REDIS_URL)
     const parley = await drive(sockets, (client, n) => JSON.stringify({ type: 'send', ref: `${n}`, data: { conversationId: groups[Math.floor(client / GROUP)], clientMsgId: `c${client}-${n}`, text: `bench message ${n} from ${client}` } }))
+    const redisCpu = await redisCpuSeconds(shared.REDIS_URL) - cpuBefore
     for (const s of sockets) s.terminate()
-
-    // The ceiling: same clients, same groups, bare ws in one process.
-    const baseline = await startBaseline()
-    headersFor = []
-    const bareSockets = await openSockets(tokens.map((_, i) => `${baseline.url}/?group=${Math.floor(i / GROUP)}`))
-    const bare = await drive(bareSockets, (client, n) => JSON.stringify({ type: 'send', ref: `${n}`, data: { clientMsgId: `c${client}-${n}`, text: `bench message ${n} from ${client}` } }))
-    for (const s of bareSockets) s.terminate()
-    await baseline.stop()
-
-    const rssPerConnection = rssConnected.reduce((sum, after, i) => sum + after - rssBefore[i]!, 0) / CLIENTS
-    return {
-      setup: { clients: CLIENTS, instances: INSTANCES, groupSize: GROUP, ratePerClient: RATE, seconds: duration },
-      baseline: { name: 'bare ws fan-out, one process, nothing stored', ...bare },
-      parley: { name: `Parley, ${INSTANCES} instances over Redis pub/sub, every message stored`, ...parley, exactlyOnce: parley.duplicates === 0 && parley.missing === 0, rssPerConnectionBytes: Math.round(rssPerConnection) },
-      ratio: { deliveredPerSecond: ratio(parley.deliveredPerSecond, bare.deliveredPerSecond), latencyP99: ratio(parley.latencyP99Ms, Math.max(0.1, bare.latencyP99Ms)) }
-    }
-  } finally {
+    await new Promise((resolve) => setTimeout(resolve, 500))
+    // Each instance reports its fan-out on shutdown.
     await Promise.allSettled(instances.slice(1).map((s) => s.stop()))
     await first.stop()
+    stopped = true
+    const perInstance = instances.map((s) => {
+      const { eventsReceived, eventsDelivered } = fanOutOf(s)
+      return { eventsReceived, eventsDelivered, receivedPerDelivered: eventsDelivered > 0 ? ratio(eventsReceived, eventsDelivered) : null }
+    })
+    const rssPerConnection = rssConnected.reduce((sum, after, i) => sum + after - rssBefore[i]!, 0) / CLIENTS
+    return {
+      instances: instanceCount,
+      ...parley,
+      exactlyOnce: parley.duplicates === 0 && parley.missing === 0,
+      rssPerConnectionBytes: Math.round(rssPerConnection),
+      redisCpuSecondsPerSecond: Math.round((redisCpu / duration) * 1000) / 1000,
+      perInstance
+    }
+  } finally {
+    if (!stopped) {
+      await Promise.allSettled(instances.slice(1).map((s) => s.stop()))
+      await first.stop()
+    }
+  }
+}
+
+export async function wsScenario (): Promise<Record<string, unknown>> {
+  // The ceiling: the same clients and groups on a bare ws fan-out in one process.
+  const baselineServer = await startBaseline()
+  let bare: LoadResult
+  try {
+    headersFor = []
+    const bareSockets = await openSockets(Array.from({ length: CLIENTS }, (_, i) => `${baselineServer.url}/?group=${Math.floor(i / GROUP)}`))
+    bare = await drive(bareSockets, (client, n) => JSON.stringify({ type: 'send', ref: `${n}`, data: { clientMsgId: `c${client}-${n}`, text: `bench message ${n} from ${client}` } }))
+    for (const s of bareSockets) s.terminate()
+  } finally {
+    await baselineServer.stop()
+  }
+  const runs: Array<Record<string, unknown>> = []
+  for (const count of INSTANCE_COUNTS) {
+    const run = await wsRun(count)
+    runs.push({ ...run, ratio: { deliveredPerSecond: ratio(run.deliveredPerSecond as number, bare.deliveredPerSecond) } })
+  }
+  return {
+    setup: { clients: CLIENTS, groupSize: GROUP, ratePerClient: RATE, seconds: duration, redis: 'one server' },
+    baseline: { name: 'bare ws fan-out, one process, nothing stored', ...bare },
+    parley: runs
   }
 }
 

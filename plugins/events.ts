@@ -4,31 +4,46 @@ import type { Publish, RealtimeEvent } from '../services/events.js'
 declare module 'fastify' {
   interface FastifyInstance {
     /**
-     * Announces an event to users, on every instance: one Redis PUBLISH on the
-     * shared events channel. Called only after the write it describes is stored.
+     * Announces an event to users, on every instance that holds a socket of
+     * theirs: one Redis PUBLISH per user, on that user's own channel, all in
+     * one pipelined round trip. Called only after the write it describes is stored.
      */
     publish: Publish
-    eventsChannel: string
+    /** The channel of one user's events (an instance subscribes to it while it holds a socket of theirs). */
+    userChannel: (userId: string) => string
+    /** The user a channel belongs to, or undefined for any other channel. */
+    channelUser: (channel: string) => string | undefined
   }
 }
 
 export interface EventEnvelope {
-  userIds: string[]
   event: RealtimeEvent
 }
 
+// Targeted fan-out: every user has a channel, and an instance subscribes to
+// the channels of the users it holds sockets of, so it receives only events it
+// can deliver, whatever the total traffic (see README, "Across instances").
 export default fp(async (fastify) => {
-  const channel = `${fastify.config.REDIS_PREFIX}:events`
+  const prefix = `${fastify.config.REDIS_PREFIX}:u:`
+  const userChannel = (userId: string): string => `${prefix}${userId}`
+  const channelUser = (channel: string): string | undefined => channel.startsWith(prefix) ? channel.slice(prefix.length) : undefined
+
   const publish: Publish = async (userIds, event) => {
     if (userIds.length === 0) return
+    const payload = JSON.stringify({ event } satisfies EventEnvelope)
     try {
       // PUBLISH channels are not key-prefixed by ioredis: the channel carries the prefix itself.
-      await fastify.redis.publish(channel, JSON.stringify({ userIds, event } satisfies EventEnvelope))
+      const pipeline = fastify.redis.pipeline()
+      for (const userId of new Set(userIds)) pipeline.publish(userChannel(userId), payload)
+      const results = await pipeline.exec()
+      const failed = results?.find(([err]) => err !== null)
+      if (failed) throw failed[0]
     } catch (err) {
       // The write is stored; clients that miss the event find it when they catch up.
       fastify.log.warn({ err, type: event.type }, 'event not published')
     }
   }
   fastify.decorate('publish', publish)
-  fastify.decorate('eventsChannel', channel)
+  fastify.decorate('userChannel', userChannel)
+  fastify.decorate('channelUser', channelUser)
 }, { name: 'events', dependencies: ['config', 'redis'] })

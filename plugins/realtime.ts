@@ -23,7 +23,7 @@ declare module 'fastify' {
       /** Open sockets on this instance. */
       connectionCount: () => number
       /** Sockets this instance has cut off, by reason. */
-      stats: () => { slowConsumers: number, rateLimited: number, deadPeers: number }
+      stats: () => { slowConsumers: number, rateLimited: number, deadPeers: number, eventsReceived: number, eventsDelivered: number, subscribedUsers: number }
     }
   }
 }
@@ -93,7 +93,8 @@ export default fp(async (fastify) => {
   const log: FastifyBaseLogger = fastify.log.child({ component: 'realtime' })
   const clients = new Map<string, Set<Client>>()
   let count = 0
-  const stats = { slowConsumers: 0, rateLimited: 0, deadPeers: 0 }
+  // eventsReceived: from Redis; eventsDelivered: handed to a local socket's user. Targeted fan-out keeps them ≈ equal.
+  const stats = { slowConsumers: 0, rateLimited: 0, deadPeers: 0, eventsReceived: 0, eventsDelivered: 0 }
 
   const presence = createPresenceService({
     redis: fastify.redis,
@@ -153,29 +154,33 @@ export default fp(async (fastify) => {
     send(client, { type: event.type, data: event.data })
   }
 
-  function deliver (envelope: EventEnvelope): void {
-    for (const userId of envelope.userIds) {
-      const local = clients.get(userId)
-      if (!local) continue
-      for (const client of local) {
-        if (envelope.event.type === 'session.revoked') {
-          const ended = envelope.event.data.sessionIds as string[]
-          if (!ended.includes(client.sessionId)) continue
-          send(client, { type: 'session.revoked', data: envelope.event.data })
-          client.socket.close(CLOSE.sessionEnded, 'session ended')
-          continue
-        }
-        deliverEvent(client, envelope.event)
+  function deliver (userId: string, event: RealtimeEvent): void {
+    const local = clients.get(userId)
+    if (!local) return
+    for (const client of local) {
+      stats.eventsDelivered++
+      if (event.type === 'session.revoked') {
+        const ended = event.data.sessionIds as string[]
+        if (!ended.includes(client.sessionId)) continue
+        send(client, { type: 'session.revoked', data: event.data })
+        client.socket.close(CLOSE.sessionEnded, 'session ended')
+        continue
       }
+      deliverEvent(client, event)
     }
   }
 
-  // Every instance listens on the one events channel.
+  // This instance subscribes to the channel of each user it holds a socket of,
+  // from their first socket here to their last (see plugins/events.ts).
   const subscriber = fastify.redisConnection('events-subscriber', { maxRetriesPerRequest: null })
+  const subscriptions = new Map<string, Promise<unknown>>()
   let interrupted = false
-  subscriber.on('message', (_channel, raw) => {
+  subscriber.on('message', (channel: string, raw: string) => {
+    stats.eventsReceived++
+    const userId = fastify.channelUser(channel)
+    if (userId === undefined) return
     try {
-      deliver(JSON.parse(raw) as EventEnvelope)
+      deliver(userId, (JSON.parse(raw) as EventEnvelope).event)
     } catch (err) {
       log.error({ err }, 'undeliverable event')
     }
@@ -186,10 +191,10 @@ export default fp(async (fastify) => {
   subscriber.on('ready', () => {
     if (!interrupted) return
     interrupted = false
-    log.warn('events channel restored; asking clients to catch up')
+    log.warn('events channels restored; asking clients to catch up')
     for (const local of clients.values()) for (const client of local) send(client, { type: 'resync', data: { reason: 'events-interrupted' } })
   })
-  await subscriber.subscribe(fastify.eventsChannel)
+  await subscriber.ping()
 
   fastify.onSessionsRevoked(async (userId, sessionIds) => {
     await fastify.publish([userId], { type: 'session.revoked', data: { sessionIds } })
@@ -391,16 +396,28 @@ export default fp(async (fastify) => {
       }, HOLD_UNTIL_SYNC_MS).unref()
     }
     let local = clients.get(user.id)
-    if (!local) clients.set(user.id, local = new Set())
+    if (!local) {
+      clients.set(user.id, local = new Set())
+      subscriptions.set(user.id, subscriber.subscribe(fastify.userChannel(user.id)))
+    }
     local.add(client)
     count++
+    // Subscribed before the socket counts as open: nothing published from
+    // here on is missed (what came before, a resuming client syncs).
+    await subscriptions.get(user.id)
 
     socket.on('pong', () => { client.alive = true })
     socket.on('message', (raw: Buffer, isBinary: boolean) => { onFrame(client, raw, isBinary).catch((err) => fail(client, null, err)) })
     socket.on('error', (err) => log.debug({ err }, 'websocket error'))
     socket.on('close', () => {
       local.delete(client)
-      if (local.size === 0) clients.delete(user.id)
+      if (local.size === 0 && clients.get(user.id) === local) {
+        clients.delete(user.id)
+        subscriptions.delete(user.id)
+        // Commands on the subscriber run in order: a new first socket of this
+        // user subscribes again after this, and stays subscribed.
+        if (!closing) subscriber.unsubscribe(fastify.userChannel(user.id)).catch((err) => log.debug({ err }, 'unsubscribe failed'))
+      }
       count--
       if (!closing) presence.disconnected(user.id, client.id).catch((err) => log.warn({ err }, 'presence update failed'))
     })
@@ -442,5 +459,5 @@ export default fp(async (fastify) => {
     clearInterval(presenceTimer)
   })
 
-  fastify.decorate('realtime', { accept, connectionCount: () => count, stats: () => ({ ...stats }) })
+  fastify.decorate('realtime', { accept, connectionCount: () => count, stats: () => ({ ...stats, subscribedUsers: clients.size }) })
 }, { name: 'realtime', dependencies: ['config', 'db', 'redis', 'events', 'accounts', 'chat', 'websocket'] })
