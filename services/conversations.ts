@@ -175,6 +175,7 @@ export function createConversationService (db: Db, people: PeopleService, readMo
     }
     // Also repairs memberships and lists if an earlier creation stopped half-way.
     await ensureMemberships(conversation._id.toHexString(), pair)
+    if (created) await readModel.putNewMembers(conversation._id.toHexString(), pair)
     await readModel.putConversations([conversation])
     await readModel.membershipChanged(pair, conversation, 'add')
     if (created) await announce(conversation)
@@ -189,6 +190,7 @@ export function createConversationService (db: Db, people: PeopleService, readMo
     const conversation = newConversation('group', `group:${_id.toHexString()}`, userId, members, title, _id)
     await conversations.insertOne(conversation)
     await ensureMemberships(_id.toHexString(), members)
+    await readModel.putNewMembers(_id.toHexString(), members)
     await readModel.putConversations([conversation])
     await readModel.membershipChanged(members, conversation, 'add')
     await announce(conversation)
@@ -264,6 +266,7 @@ export function createConversationService (db: Db, people: PeopleService, readMo
     await assertUsersExist(adding)
     if (adding.length === 0) return doc
     await ensureMemberships(conversationId, adding)
+    await readModel.putNewMembers(conversationId, adding)
     const updated = await conversations.findOneAndUpdate({ _id: doc._id }, { $addToSet: { memberIds: { $each: adding } }, $set: { updatedAt: new Date() }, $inc: { version: 1 } }, { returnDocument: 'after' })
     if (!updated) throw new ConversationNotFound()
     await readModel.putConversations([updated])

@@ -267,6 +267,14 @@ export function createReadModel (deps: {
     await r.pipeline().hset(keys.readStates(doc.userId), doc.conversationId, encodeState(doc)).expire(keys.readStates(doc.userId), TTL_S).exec()
   }
 
+  /** Members just added to a conversation: their state is the one a new membership starts with. */
+  async function putNewMembers (conversationId: string, userIds: string[]): Promise<void> {
+    if (userIds.length === 0) return
+    const pipeline = r.pipeline()
+    for (const userId of userIds) pipeline.hset(keys.readStates(userId), conversationId, encodeState({ lastReadSeq: 0, mutedUntil: null })).expire(keys.readStates(userId), TTL_S)
+    await pipeline.exec()
+  }
+
   async function dropReadState (userId: string, conversationId: string): Promise<void> {
     await r.hdel(keys.readStates(userId), conversationId)
   }
@@ -373,6 +381,7 @@ export function createReadModel (deps: {
     membershipChanged,
     readStates,
     putReadState,
+    putNewMembers,
     dropReadState,
     profiles,
     self,
