@@ -402,10 +402,8 @@ export default fp(async (fastify) => {
     }
     local.add(client)
     count++
-    // Subscribed before the socket counts as open: nothing published from
-    // here on is missed (what came before, a resuming client syncs).
-    await subscriptions.get(user.id)
 
+    // Listeners first (before any await), so that no frame of an eager client is lost.
     socket.on('pong', () => { client.alive = true })
     socket.on('message', (raw: Buffer, isBinary: boolean) => { onFrame(client, raw, isBinary).catch((err) => fail(client, null, err)) })
     socket.on('error', (err) => log.debug({ err }, 'websocket error'))
@@ -421,6 +419,10 @@ export default fp(async (fastify) => {
       count--
       if (!closing) presence.disconnected(user.id, client.id).catch((err) => log.warn({ err }, 'presence update failed'))
     })
+    // Subscribed before the user is announced online. Events published in the
+    // moment before the subscription is in place are what a resuming client's
+    // sync brings (the same as for anything published before it connected).
+    await subscriptions.get(user.id)
     await presence.connected(user.id, client.id)
   }
 
