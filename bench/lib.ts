@@ -103,6 +103,13 @@ export async function rss (pid: number): Promise<number> {
   return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) * 1024
 }
 
+/** CPU seconds a process has used so far (user + system; Linux). */
+export async function cpuSeconds (pid: number): Promise<number> {
+  const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]!.split(' ')
+  // utime and stime are fields 14 and 15 of stat, counted here after the command name.
+  return (Number(fields[11]) + Number(fields[12])) / 100
+}
+
 export function percentile (sorted: number[], p: number): number {
   if (sorted.length === 0) return 0
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!

@@ -14,7 +14,7 @@ import WebSocket from 'ws'
 import { MongoClient, ObjectId } from 'mongodb'
 import { hashPassword } from '../services/passwords.js'
 import type { UserDoc } from '../services/users.js'
-import { duration, embeddedUrls, percentile, ratio, root, rss, startParley, type Started } from './lib.js'
+import { cpuSeconds, duration, embeddedUrls, percentile, ratio, root, rss, startParley, type Started } from './lib.js'
 
 const CLIENTS = Number(process.env.BENCH_WS_CLIENTS ?? 200)
 // One run per instance count: BENCH_WS_INSTANCES=1,2,4
@@ -175,17 +175,26 @@ async function wsRun (instanceCount: number): Promise<Record<string, unknown>> {
     await new Promise((resolve) => setTimeout(resolve, 1000))
     const rssConnected = await Promise.all(instances.map((s) => rss(s.child.pid!)))
     const cpuBefore = await redisCpuSeconds(shared.REDIS_URL)
+    const instanceCpuBefore = await Promise.all(instances.map((s) => cpuSeconds(s.child.pid!)))
+    const drivenAt = performance.now()
     const parley = await drive(sockets, (client, n) => JSON.stringify({ type: 'send', ref: `${n}`, data: { conversationId: groups[Math.floor(client / GROUP)], clientMsgId: `c${client}-${n}`, text: `bench message ${n} from ${client}` } }))
     const redisCpu = await redisCpuSeconds(shared.REDIS_URL) - cpuBefore
+    const drivenSeconds = (performance.now() - drivenAt) / 1000
+    const instanceCpu = await Promise.all(instances.map(async (s, i) => (await cpuSeconds(s.child.pid!)) - instanceCpuBefore[i]!))
     for (const s of sockets) s.terminate()
     await new Promise((resolve) => setTimeout(resolve, 500))
     // Each instance reports its fan-out on shutdown.
     await Promise.allSettled(instances.slice(1).map((s) => s.stop()))
     await first.stop()
     stopped = true
-    const perInstance = instances.map((s) => {
+    const perInstance = instances.map((s, i) => {
       const { eventsReceived, eventsDelivered } = fanOutOf(s)
-      return { eventsReceived, eventsDelivered, receivedPerDelivered: eventsDelivered > 0 ? ratio(eventsReceived, eventsDelivered) : null }
+      return {
+        eventsReceived,
+        eventsDelivered,
+        receivedPerDelivered: eventsDelivered > 0 ? ratio(eventsReceived, eventsDelivered) : null,
+        cpuSecondsPerSecond: Math.round((instanceCpu[i]! / drivenSeconds) * 1000) / 1000
+      }
     })
     const rssPerConnection = rssConnected.reduce((sum, after, i) => sum + after - rssBefore[i]!, 0) / CLIENTS
     return {
@@ -193,7 +202,7 @@ async function wsRun (instanceCount: number): Promise<Record<string, unknown>> {
       ...parley,
       exactlyOnce: parley.duplicates === 0 && parley.missing === 0,
       rssPerConnectionBytes: Math.round(rssPerConnection),
-      redisCpuSecondsPerSecond: Math.round((redisCpu / duration) * 1000) / 1000,
+      redisCpuSecondsPerSecond: Math.round((redisCpu / drivenSeconds) * 1000) / 1000,
       perInstance
     }
   } finally {
