@@ -21,7 +21,16 @@ declare module 'fastify' {
 export default fp(async (fastify) => {
   const { db } = fastify.mongo
   const { GROUP_MAX_MEMBERS, MESSAGE_MAX_LENGTH, MESSAGE_MAX_ATTACHMENTS } = fastify.config
-  const readModel = createReadModel({ redis: fastify.redis, db, ObjectId, toMessageView })
+  const readModel = createReadModel({
+    redis: fastify.redis,
+    db,
+    ObjectId,
+    toMessageView,
+    onLookups: (structure, hits, misses) => {
+      if (hits > 0) fastify.metrics.readModelLookups.inc({ structure, result: 'hit' }, hits)
+      if (misses > 0) fastify.metrics.readModelLookups.inc({ structure, result: 'miss' }, misses)
+    }
+  })
   const people = createPeopleService(db, fastify.users, readModel)
   const media = createMediaService(db)
   const conversations = createConversationService(db, people, readModel, fastify.publish, { groupMaxMembers: GROUP_MAX_MEMBERS })
@@ -32,11 +41,12 @@ export default fp(async (fastify) => {
     readModel,
     media,
     publish: fastify.publish,
-    limits: { maxLength: MESSAGE_MAX_LENGTH, maxAttachments: MESSAGE_MAX_ATTACHMENTS }
+    limits: { maxLength: MESSAGE_MAX_LENGTH, maxAttachments: MESSAGE_MAX_ATTACHMENTS },
+    onLockWait: (seconds) => fastify.metrics.lockWait.observe(seconds)
   })
   fastify.decorate('readModel', readModel)
   fastify.decorate('people', people)
   fastify.decorate('media', media)
   fastify.decorate('conversations', conversations)
   fastify.decorate('messages', messages)
-}, { name: 'chat', dependencies: ['config', 'db', 'redis', 'accounts', 'events'] })
+}, { name: 'chat', dependencies: ['config', 'db', 'redis', 'accounts', 'events', 'metrics'] })

@@ -18,6 +18,8 @@ declare module 'fastify' {
 
 export interface EventEnvelope {
   event: RealtimeEvent
+  /** When it was published (ms since the epoch): the fan-out lag is measured from here. */
+  at: number
 }
 
 // Targeted fan-out: every user has a channel, and an instance subscribes to
@@ -30,14 +32,16 @@ export default fp(async (fastify) => {
 
   const publish: Publish = async (userIds, event) => {
     if (userIds.length === 0) return
-    const payload = JSON.stringify({ event } satisfies EventEnvelope)
+    const payload = JSON.stringify({ event, at: Date.now() } satisfies EventEnvelope)
+    const users = new Set(userIds)
     try {
       // PUBLISH channels are not key-prefixed by ioredis: the channel carries the prefix itself.
       const pipeline = fastify.redis.pipeline()
-      for (const userId of new Set(userIds)) pipeline.publish(userChannel(userId), payload)
+      for (const userId of users) pipeline.publish(userChannel(userId), payload)
       const results = await pipeline.exec()
       const failed = results?.find(([err]) => err !== null)
       if (failed) throw failed[0]
+      fastify.metrics.eventsPublished.inc(users.size)
     } catch (err) {
       // The write is stored; clients that miss the event find it when they catch up.
       fastify.log.warn({ err, type: event.type }, 'event not published')
@@ -46,4 +50,4 @@ export default fp(async (fastify) => {
   fastify.decorate('publish', publish)
   fastify.decorate('userChannel', userChannel)
   fastify.decorate('channelUser', channelUser)
-}, { name: 'events', dependencies: ['config', 'redis'] })
+}, { name: 'events', dependencies: ['config', 'redis', 'metrics'] })

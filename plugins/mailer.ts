@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin'
 import type { JobsOptions, Queue, Worker } from 'bullmq'
+import { Gauge } from 'prom-client'
 import { createEmailQueue, createEmailWorker, createMailTransport, type EmailJob } from '../services/mail.js'
 
 declare module 'fastify' {
@@ -31,6 +32,17 @@ export default fp(async (fastify) => {
       backoffMs: EMAIL_BACKOFF_MS
     })
     queue.on('error', (err) => fastify.log.warn({ err }, 'email queue error'))
+    const counted = queue
+    fastify.metrics.registry.registerMetric(new Gauge({
+      name: 'parley_email_queue_jobs',
+      help: 'Email jobs by state, read from the queue when scraped',
+      labelNames: ['state'],
+      registers: [],
+      async collect () {
+        const counts = await counted.getJobCounts('waiting', 'active', 'delayed', 'failed').catch(() => undefined)
+        for (const [state, n] of Object.entries(counts ?? {})) this.set({ state }, n)
+      }
+    }))
     if (!EMAIL_WORKER) return
     const transport = createMailTransport(SMTP_URL, MAIL_CAPTURE_DIR)
     closeTransport = transport.close
@@ -42,6 +54,7 @@ export default fp(async (fastify) => {
       redis: fastify.redis,
       log: fastify.log.child({ component: 'email-worker' })
     })
+    worker.on('failed', () => fastify.metrics.emailJobsFailed.inc())
     fastify.log.info(`email worker running in-process; mail goes to ${transport.describe}`)
   })
 
@@ -66,4 +79,4 @@ export default fp(async (fastify) => {
     await Promise.race([closing, new Promise((resolve) => setTimeout(resolve, redisUp ? 5000 : 500).unref())])
     closeTransport()
   })
-}, { name: 'mailer', dependencies: ['config', 'redis'] })
+}, { name: 'mailer', dependencies: ['config', 'redis', 'metrics'] })

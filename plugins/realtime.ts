@@ -89,7 +89,7 @@ function changeOf (event: RealtimeEvent): { conversationId: string, changeSeq: n
 }
 
 export default fp(async (fastify) => {
-  const config = fastify.config
+  const { config, metrics } = fastify
   const log: FastifyBaseLogger = fastify.log.child({ component: 'realtime' })
   const clients = new Map<string, Set<Client>>()
   let count = 0
@@ -126,6 +126,7 @@ export default fp(async (fastify) => {
       return
     }
     socket.send(JSON.stringify(frame))
+    metrics.wsFrames.inc({ direction: 'out' })
   }
 
   function remember (client: Client, conversationId: string, changeSeq: number): void {
@@ -157,8 +158,9 @@ export default fp(async (fastify) => {
   function deliver (userId: string, event: RealtimeEvent): void {
     const local = clients.get(userId)
     if (!local) return
+    stats.eventsDelivered++
+    metrics.eventsDelivered.inc()
     for (const client of local) {
-      stats.eventsDelivered++
       if (event.type === 'session.revoked') {
         const ended = event.data.sessionIds as string[]
         if (!ended.includes(client.sessionId)) continue
@@ -177,10 +179,13 @@ export default fp(async (fastify) => {
   let interrupted = false
   subscriber.on('message', (channel: string, raw: string) => {
     stats.eventsReceived++
+    metrics.eventsReceived.inc()
     const userId = fastify.channelUser(channel)
     if (userId === undefined) return
     try {
-      deliver(userId, (JSON.parse(raw) as EventEnvelope).event)
+      const envelope = JSON.parse(raw) as EventEnvelope
+      metrics.fanOutLag.observe(Math.max(0, Date.now() - envelope.at) / 1000)
+      deliver(userId, envelope.event)
     } catch (err) {
       log.error({ err }, 'undeliverable event')
     }
@@ -252,7 +257,9 @@ export default fp(async (fastify) => {
       // One ack is bounded in changes and in bytes, however many conversations
       // it names: those past the budget answer hasMore and are asked for again.
       let changesLeft = SYNC_MAX_CHANGES
-      let bytesLeft = SYNC_MAX_BYTES
+      // Never more than half of what a socket may have unsent, so a catch-up
+      // and the live events behind it never trip the slow-consumer close.
+      let bytesLeft = Math.min(SYNC_MAX_BYTES, Math.floor(config.WS_MAX_BUFFERED_BYTES / 2))
       const results: Array<{ conversationId: string } & Omit<ChangesPage, 'bytes'>> = []
       try {
         for (const { conversationId, since } of data.conversations) {
@@ -340,6 +347,7 @@ export default fp(async (fastify) => {
   }
 
   async function onFrame (client: Client, raw: Buffer, isBinary: boolean): Promise<void> {
+    metrics.wsFrames.inc({ direction: 'in' })
     if (client.cutOff) return
     // The envelope is read first (frames are at most 64 KiB), so that every
     // answer to a request, a refusal included, echoes its ref.
@@ -402,6 +410,7 @@ export default fp(async (fastify) => {
     }
     local.add(client)
     count++
+    metrics.wsConnections.inc()
 
     // Listeners first (before any await), so that no frame of an eager client is lost.
     socket.on('pong', () => { client.alive = true })
@@ -417,6 +426,7 @@ export default fp(async (fastify) => {
         if (!closing) subscriber.unsubscribe(fastify.userChannel(user.id)).catch((err) => log.debug({ err }, 'unsubscribe failed'))
       }
       count--
+      metrics.wsConnections.dec()
       if (!closing) presence.disconnected(user.id, client.id).catch((err) => log.warn({ err }, 'presence update failed'))
     })
     // Subscribed before the user is announced online. Events published in the
@@ -462,4 +472,4 @@ export default fp(async (fastify) => {
   })
 
   fastify.decorate('realtime', { accept, connectionCount: () => count, stats: () => ({ ...stats, subscribedUsers: clients.size }) })
-}, { name: 'realtime', dependencies: ['config', 'db', 'redis', 'events', 'accounts', 'chat', 'websocket'] })
+}, { name: 'realtime', dependencies: ['config', 'db', 'redis', 'events', 'accounts', 'chat', 'websocket', 'metrics'] })

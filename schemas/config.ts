@@ -54,6 +54,7 @@ export const ConfigSchema = Type.Object({
   PRESENCE_TTL_S: Type.Integer({ default: 60, minimum: 1, maximum: 3600, description: 'How long a connection counts as online without a heartbeat (dead instances)' }),
   PRESENCE_GRACE_MS: Type.Integer({ default: 3000, minimum: 0, maximum: 60000, description: 'Delay before a user whose last socket closed is announced offline' }),
   TYPING_TTL_MS: Type.Integer({ default: 5000, minimum: 500, maximum: 60000 }),
+  METRICS_TOKEN: Type.Optional(Type.String({ minLength: 16, description: 'Bearer token a Prometheus scraper presents at GET /metrics; without it /metrics does not exist' })),
   MAX_EVENT_LOOP_DELAY_MS: Type.Integer({ maximum: MAX_INT, default: 1000, minimum: 0, description: '503 when the event loop lags more than this (0 disables)' })
 }, { additionalProperties: false })
 

@@ -54,7 +54,7 @@ export const ackData = {
   read: ReadState,
   sync: Type.Object({
     conversations: Type.Array(Type.Composite([Type.Object({ conversationId: ObjectIdString }), ChangesPage]), {
-      description: 'One page per conversation asked for; where hasMore, sync again from `cursor`. One ack carries at most 1,000 changes and about 1 MiB over all its conversations.'
+      description: 'One page per conversation asked for; where hasMore, sync again from `cursor`. One ack carries at most 1,000 changes and about 1 MiB (at most half the server\'s per-socket buffer cap) over all its conversations.'
     })
   }),
   presence: Type.Object({ users: Type.Array(PresenceState, { description: 'Only people you share a conversation with' }) }),

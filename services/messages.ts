@@ -115,7 +115,17 @@ type MessageUpdate = { $set?: Record<string, unknown>, $addToSet?: Record<string
 
 export type MessageService = ReturnType<typeof createMessageService>
 
-export function createMessageService (deps: { db: Db, redis: Redis, conversations: ConversationService, readModel: ReadModel, media: MediaService, publish: Publish, limits: MessageLimits }) {
+export function createMessageService (deps: {
+  db: Db
+  redis: Redis
+  conversations: ConversationService
+  readModel: ReadModel
+  media: MediaService
+  publish: Publish
+  limits: MessageLimits
+  /** Told how long each writer waited for a conversation's mutex. */
+  onLockWait?: (seconds: number) => void
+}) {
   const { db, redis, conversations, readModel, media, publish, limits } = deps
   const messages: Collection<MessageDoc> = db.collection<MessageDoc>('messages')
   const conversationDocs = conversations.collection
@@ -126,7 +136,11 @@ export function createMessageService (deps: { db: Db, redis: Redis, conversation
 
   function withConversationLock<T> (conversationId: string, work: () => Promise<T>): Promise<T> {
     const previous = localQueues.get(conversationId) ?? Promise.resolve()
-    const run = previous.catch(() => {}).then(() => withSharedLock(conversationId, work))
+    const queuedAt = performance.now()
+    const run = previous.catch(() => {}).then(() => withSharedLock(conversationId, () => {
+      deps.onLockWait?.((performance.now() - queuedAt) / 1000)
+      return work()
+    }))
     localQueues.set(conversationId, run)
     run.finally(() => { if (localQueues.get(conversationId) === run) localQueues.delete(conversationId) }).catch(() => {})
     return run

@@ -133,8 +133,11 @@ export function createReadModel (deps: {
   db: Db
   ObjectId: new (hex: string) => ConversationDoc['_id']
   toMessageView: (doc: MessageDoc) => MessageView
+  /** Told how many lookups of a structure were answered from Redis (hits) and rebuilt from MongoDB (misses). */
+  onLookups?: (structure: string, hits: number, misses: number) => void
 }) {
   const { redis, db, ObjectId, toMessageView } = deps
+  const counted = deps.onLookups ?? (() => {})
   for (const [name, script] of Object.entries(scripts)) {
     if (!(name in redis)) redis.defineCommand(name, script)
   }
@@ -158,6 +161,7 @@ export function createReadModel (deps: {
       if (raw) out.set(id, fromCached(splitVersioned(raw), ObjectId))
       else missing.push(id)
     })
+    counted('conversation', ids.length - missing.length, missing.length)
     if (missing.length > 0) {
       const objectIds = missing.map(parseObjectId).filter((id) => id !== null)
       const docs = objectIds.length > 0 ? await conversations.find({ _id: { $in: objectIds } }).toArray() : []
@@ -195,6 +199,7 @@ export function createReadModel (deps: {
       // Page by score; entries with the cursor's own time are sorted out here.
       const max = after ? String(after.t) : '+inf'
       const page = await r.listPage(keys.userList(userId), max, 0, limit + 50, TTL_S) as string[] | null
+      counted('list', page ? 1 : 0, page ? 0 : 1)
       if (page) {
         const entries: Array<{ id: string, t: number }> = []
         for (let i = 0; i < page.length; i += 2) {
@@ -248,6 +253,7 @@ export function createReadModel (deps: {
       if (raw) out.set(id, decodeState(raw))
       return !raw
     })
+    counted('read_state', conversationIds.length - missing.length, missing.length)
     if (missing.length > 0) {
       const docs = await memberships.find({ _id: { $in: missing.map((id) => `${id}:${userId}`) } }).toArray()
       const pipeline = r.pipeline()
@@ -292,6 +298,7 @@ export function createReadModel (deps: {
       if (raw) out.set(id, JSON.parse(splitVersioned(raw)) as SelfUser)
       return !raw
     })
+    counted('profile', ids.length - missing.length, missing.length)
     const objectIds = missing.map(parseObjectId).filter((id) => id !== null)
     if (objectIds.length > 0) {
       const docs = await users.find({ _id: { $in: objectIds } }, { projection: { passwordHash: 0 } }).toArray()
@@ -321,6 +328,7 @@ export function createReadModel (deps: {
   async function hasBlocked (blockerId: string, blockedId: string): Promise<boolean> {
     const key = keys.block(blockerId, blockedId)
     const cached = await r.get(key)
+    counted('block', cached !== null ? 1 : 0, cached !== null ? 0 : 1)
     if (cached !== null) return cached === '1'
     const blocked = await blocks.countDocuments({ _id: `${blockerId}:${blockedId}` }, { limit: 1 }) > 0
     await r.set(key, blocked ? '1' : '0', 'EX', TTL_S, 'NX')
@@ -348,6 +356,7 @@ export function createReadModel (deps: {
     const found = new Map<number, MessageView>()
     seqs.forEach((seq, i) => { const raw = cached[i]; if (raw) found.set(seq, JSON.parse(splitVersioned(raw)) as MessageView) })
     const missing = seqs.filter((seq) => !found.has(seq))
+    counted('message', found.size, missing.length)
     const dbFrom = from < windowFrom ? from : missing[0]
     const dbTo = missing.length > 0 ? missing.at(-1)! : Math.min(to, windowFrom - 1)
     if (dbFrom !== undefined && dbFrom <= dbTo) {
