@@ -36,7 +36,7 @@ export async function bootCounting (env: { MONGODB_URI: string, REDIS_URL: strin
   const send = app.redis.sendCommand.bind(app.redis)
   app.redis.sendCommand = ((...args: Parameters<typeof send>) => { tally(redis); return send(...args) }) as typeof send
 
-  async function measure (request: () => Promise<{ statusCode: number }>, times = 5): Promise<RoundTrips> {
+  async function measure (request: () => Promise<{ statusCode: number }>, times = 3): Promise<RoundTrips> {
     const answered = async (): Promise<void> => {
       const { statusCode } = await request()
       if (statusCode >= 300) throw new Error(`the counted request answered ${statusCode}`)
