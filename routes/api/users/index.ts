@@ -3,8 +3,7 @@ import { Type } from '@sinclair/typebox'
 import { SelfUser } from '../../../schemas/auth.js'
 import { IdParams, ImageUpload, ProfilePatch, PublicUser, UserPage, UserSearchQuery } from '../../../schemas/chat.js'
 import { errorResponses, ref, bearerOrCookie, uploadRoute } from '../../../schemas/common.js'
-import { toPublicUser, toSelfUser } from '../../../services/users.js'
-import { UserNotFound } from '../../../services/people.js'
+import { toSelfUser } from '../../../services/users.js'
 import { readImageUpload } from '../../../services/uploads.js'
 
 const tags = ['users']
@@ -72,11 +71,7 @@ const users: FastifyPluginAsyncTypebox = async (fastify) => {
       params: IdParams,
       response: { 200: ref(PublicUser), ...errorResponses(400, 401, 404, 500) }
     }
-  }, async (request) => {
-    const user = await fastify.users.findById(request.params.id)
-    if (!user) throw new UserNotFound()
-    return toPublicUser(user)
-  })
+  }, async (request) => fastify.people.profile(request.params.id))
 
   fastify.put('/:id/block', {
     schema: {
