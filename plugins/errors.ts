@@ -26,12 +26,15 @@ const frameworkCodes: Record<string, string> = {
   FST_ERR_ASYNC_CONSTRAINT: 'BAD_REQUEST'
 }
 
+/** A code the app itself gave the error (stable, upper case), not one of Fastify's. */
+const isOwnCode = (code: string | undefined): code is string => code !== undefined && /^[A-Z][A-Z0-9_]+$/.test(code) && !code.startsWith('FST_')
+
 function stableCode (error: FastifyError, statusCode: number): string {
   if (error.code && frameworkCodes[error.code]) return frameworkCodes[error.code]!
   if (error.validation) return 'VALIDATION_ERROR'
   // JSON.parse errors thrown by the body parser carry no code of their own.
   if (error instanceof SyntaxError && statusCode === 400) return 'INVALID_JSON'
-  if (error.code && /^[A-Z][A-Z0-9_]+$/.test(error.code) && !error.code.startsWith('FST_')) return error.code
+  if (isOwnCode(error.code)) return error.code
   if (statusCode === 429) return 'RATE_LIMITED'
   return (STATUS_CODES[statusCode] ?? 'ERROR').toUpperCase().replace(/[^A-Z0-9]+/g, '_')
 }
@@ -78,7 +81,7 @@ export default fp(async (fastify) => {
     if (statusCode === 503) {
       // Details stay in the log, under this request's id.
       request.log.warn({ err: error }, 'request failed: service unavailable')
-      const ours = !dependencyLost && error.code !== undefined && /^[A-Z][A-Z0-9_]+$/.test(error.code) && !error.code.startsWith('FST_')
+      const ours = !dependencyLost && isOwnCode(error.code)
       if (!reply.hasHeader('retry-after')) reply.header('retry-after', String(retryAfter ?? SERVICE_RETRY_AFTER_S))
       return reply.code(503).send({
         statusCode,
