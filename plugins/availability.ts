@@ -22,8 +22,14 @@ declare module 'fastify' {
 const exempt = /^\/(health|docs|metrics)(\/|$|\?)/
 
 const mongoErrors = [MongoNetworkError, MongoNotConnectedError, MongoServerSelectionError, MongoTopologyClosedError]
-// ioredis: commands refused while disconnected (no offline queue), or given up after retries.
-const redisErrorMessages = /enableOfflineQueue|Connection is closed|max retries per request|LOADING /i
+// ioredis: commands refused while disconnected (no offline queue), or given up
+// after retries; on a cluster also a shard without a primary (failover under
+// way) and a redirection that could not be followed while slots were moving.
+const redisErrorMessages = new RegExp([
+  'enableOfflineQueue', 'Connection is closed', 'max retries per request', 'LOADING ',
+  'CLUSTERDOWN', 'TRYAGAIN', 'MASTERDOWN', 'Too many Cluster redirections', 'Failed to refresh slots cache',
+  'None of startup nodes is available', 'same slots allocation group', "Cluster isn't ready", '^MOVED ', '^ASK '
+].join('|'), 'i')
 
 export default fp(async (fastify) => {
   let mongoUp = true
@@ -45,7 +51,7 @@ export default fp(async (fastify) => {
   const isDependencyError = (err: unknown): boolean => {
     if (!(err instanceof Error)) return false
     if (mongoErrors.some((type) => err instanceof type)) return true
-    return err.name === 'MaxRetriesPerRequestError' || redisErrorMessages.test(err.message)
+    return err.name === 'MaxRetriesPerRequestError' || err.name === 'ClusterAllFailedError' || redisErrorMessages.test(err.message)
   }
 
   fastify.decorate('dependenciesDown', dependenciesDown)

@@ -5,8 +5,8 @@ declare module 'fastify' {
   interface FastifyInstance {
     /**
      * Announces an event to users, on every instance that holds a socket of
-     * theirs: one Redis PUBLISH per user, on that user's own channel, all in
-     * one pipelined round trip. Called only after the write it describes is stored.
+     * theirs: one Redis SPUBLISH per user, on that user's own channel, all
+     * sent together (one round trip). Called only after the write it describes is stored.
      */
     publish: Publish
     /** The channel of one user's events (an instance subscribes to it while it holds a socket of theirs). */
@@ -26,6 +26,7 @@ export interface EventEnvelope {
 // the channels of the users it holds sockets of, so it receives only events it
 // can deliver, whatever the total traffic (see README, "Across instances").
 export default fp(async (fastify) => {
+  // Subscribers have no key prefix, so the channel they name carries it.
   const prefix = `${fastify.config.REDIS_PREFIX}:u:`
   const userChannel = (userId: string): string => `${prefix}${userId}`
   const channelUser = (channel: string): string | undefined => channel.startsWith(prefix) ? channel.slice(prefix.length) : undefined
@@ -35,12 +36,12 @@ export default fp(async (fastify) => {
     const payload = JSON.stringify({ event, at: Date.now() } satisfies EventEnvelope)
     const users = new Set(userIds)
     try {
-      // PUBLISH channels are not key-prefixed by ioredis: the channel carries the prefix itself.
-      const pipeline = fastify.redis.pipeline()
-      for (const userId of users) pipeline.publish(userChannel(userId), payload)
-      const results = await pipeline.exec()
-      const failed = results?.find(([err]) => err !== null)
-      if (failed) throw failed[0]
+      // Sharded pub/sub: on a cluster each user's channel lives on the shard of
+      // its slot (a classic PUBLISH would be broadcast to every node). The calls
+      // are sent together: one round trip (see services/redis-client.ts).
+      // To ioredis an SPUBLISH channel is a key: the command connection adds
+      // its `${REDIS_PREFIX}:` itself, which makes it userChannel(userId).
+      await Promise.all([...users].map((userId) => fastify.redis.spublish(`u:${userId}`, payload)))
       fastify.metrics.eventsPublished.inc(users.size)
     } catch (err) {
       // The write is stored; clients that miss the event find it when they catch up.

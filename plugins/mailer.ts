@@ -1,6 +1,7 @@
 import fp from 'fastify-plugin'
 import type { JobsOptions, Queue, Worker } from 'bullmq'
 import { Gauge } from 'prom-client'
+import { queuePrefix } from '../services/redis-client.js'
 import { createEmailQueue, createEmailWorker, createMailTransport, type EmailJob } from '../services/mail.js'
 
 declare module 'fastify' {
@@ -18,7 +19,7 @@ declare module 'fastify' {
 
 export default fp(async (fastify) => {
   const { REDIS_PREFIX, SMTP_URL, MAIL_CAPTURE_DIR, MAIL_FROM, EMAIL_WORKER, EMAIL_ATTEMPTS, EMAIL_BACKOFF_MS } = fastify.config
-  const prefix = `${REDIS_PREFIX}:bull`
+  const prefix = queuePrefix(REDIS_PREFIX)
   // The queue and the worker start once the whole app has booted: an app that
   // fails to boot must leave no half-initialised BullMQ connection behind.
   let queue: Queue<EmailJob> | undefined

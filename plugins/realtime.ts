@@ -2,6 +2,7 @@
 // events from the shared Redis channel, presence heartbeats, frame handling.
 // The /ws route itself (handshake) is in routes/ws.
 import fp from 'fastify-plugin'
+import { Cluster } from 'ioredis'
 import { randomUUID } from 'node:crypto'
 import type { FastifyBaseLogger, FastifyError } from 'fastify'
 import type { WebSocket } from 'ws'
@@ -177,7 +178,7 @@ export default fp(async (fastify) => {
   const subscriber = fastify.redisConnection('events-subscriber', { maxRetriesPerRequest: null })
   const subscriptions = new Map<string, Promise<unknown>>()
   let interrupted = false
-  subscriber.on('message', (channel: string, raw: string) => {
+  subscriber.on('smessage', (channel: string, raw: string) => {
     stats.eventsReceived++
     metrics.eventsReceived.inc()
     const userId = fastify.channelUser(channel)
@@ -190,15 +191,22 @@ export default fp(async (fastify) => {
       log.error({ err }, 'undeliverable event')
     }
   })
-  subscriber.on('close', () => { interrupted = true })
-  // ioredis resubscribes by itself after a reconnect; events published in
-  // between are gone, so every client is told to catch up.
-  subscriber.on('ready', () => {
+  // ioredis resubscribes by itself after a reconnect (on a cluster: after a
+  // shard's subscriber connection is replaced, as in a failover); events
+  // published in between are gone, so every client is told to catch up.
+  const restored = (): void => {
     if (!interrupted) return
     interrupted = false
     log.warn('events channels restored; asking clients to catch up')
     for (const local of clients.values()) for (const client of local) send(client, { type: 'resync', data: { reason: 'events-interrupted' } })
-  })
+  }
+  if (subscriber instanceof Cluster) {
+    subscriber.on('-node', () => { interrupted = true })
+    subscriber.on('subscribersReady', restored)
+  } else {
+    subscriber.on('close', () => { interrupted = true })
+    subscriber.on('ready', restored)
+  }
   await subscriber.ping()
 
   fastify.onSessionsRevoked(async (userId, sessionIds) => {
@@ -406,7 +414,7 @@ export default fp(async (fastify) => {
     let local = clients.get(user.id)
     if (!local) {
       clients.set(user.id, local = new Set())
-      subscriptions.set(user.id, subscriber.subscribe(fastify.userChannel(user.id)))
+      subscriptions.set(user.id, subscriber.ssubscribe(fastify.userChannel(user.id)))
     }
     local.add(client)
     count++
@@ -423,7 +431,7 @@ export default fp(async (fastify) => {
         subscriptions.delete(user.id)
         // Commands on the subscriber run in order: a new first socket of this
         // user subscribes again after this, and stays subscribed.
-        if (!closing) subscriber.unsubscribe(fastify.userChannel(user.id)).catch((err) => log.debug({ err }, 'unsubscribe failed'))
+        if (!closing) subscriber.sunsubscribe(fastify.userChannel(user.id)).catch((err) => log.debug({ err }, 'unsubscribe failed'))
       }
       count--
       metrics.wsConnections.dec()

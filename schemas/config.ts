@@ -15,6 +15,11 @@ export const ConfigSchema = Type.Object({
   MONGODB_URI: Type.String({ pattern: '^mongodb(\\+srv)?://', description: 'MongoDB connection string' }),
   MONGODB_DB: Type.String({ default: 'parley', pattern: '^[A-Za-z0-9_-]{1,63}$' }),
   REDIS_URL: Type.String({ pattern: '^rediss?://', description: 'Redis connection string' }),
+  REDIS_CLUSTER_NODES: Type.String({
+    default: '',
+    pattern: '^$|^[^,\\s]+(,[^,\\s]+)*$',
+    description: 'Comma-separated seed nodes (host:port) of a Redis Cluster; when set Parley runs on the cluster, and REDIS_URL (defaulting to the first seed) supplies only credentials and TLS'
+  }),
   REDIS_PREFIX: Type.String({ default: 'parley', pattern: '^[A-Za-z0-9_.-]{1,64}$', description: 'Prefix for every Redis key, queue and channel' }),
 
   SMTP_URL: Type.Optional(Type.String({ pattern: '^smtps?://' })),
@@ -66,6 +71,8 @@ export interface ResolvedConfig extends Omit<Config, 'JWT_SECRET' | 'HASH_SECRET
   HASH_SECRET: string
   COOKIE_SECURE: boolean
   corsOrigins: string[]
+  /** Seed nodes of the Redis Cluster (host:port), empty for a single Redis. */
+  redisClusterNodes: string[]
   /** JWT_SECRET and HASH_SECRET were not configured (outside production): plugins/keys.ts shares generated ones through Redis. */
   secretsGenerated: boolean
 }
@@ -93,6 +100,10 @@ export function loadConfig (overrides: ConfigInput = {}, env: NodeJS.ProcessEnv 
   }
   for (const [key, value] of Object.entries(overrides)) {
     if (value !== undefined) fromEnv[key] = value
+  }
+  // A cluster is named by its seeds; REDIS_URL then only carries credentials.
+  if (fromEnv.REDIS_URL === undefined && typeof fromEnv.REDIS_CLUSTER_NODES === 'string' && fromEnv.REDIS_CLUSTER_NODES !== '') {
+    fromEnv.REDIS_URL = `redis://${fromEnv.REDIS_CLUSTER_NODES.split(',')[0]!.replace(/^rediss?:\/\//, '')}`
   }
 
   let config: Config
@@ -122,8 +133,14 @@ export function loadConfig (overrides: ConfigInput = {}, env: NodeJS.ProcessEnv 
     if (parsed.origin !== origin) throw new ConfigError(`CORS_ORIGINS: "${origin}" must be a bare origin such as ${parsed.origin}`)
   }
 
+  const redisClusterNodes = config.REDIS_CLUSTER_NODES.split(',').filter(Boolean)
+  for (const node of redisClusterNodes) {
+    if (!/^(rediss?:\/\/)?[^:/@]+:\d{1,5}$/.test(node)) throw new ConfigError(`REDIS_CLUSTER_NODES: "${node}" is not host:port`)
+  }
+
   return {
     ...config,
+    redisClusterNodes: redisClusterNodes.map((node) => node.replace(/^rediss?:\/\//, '')),
     // Outside production missing secrets are generated; every instance on the
     // same Redis then adopts the first one's (plugins/keys.ts).
     JWT_SECRET: config.JWT_SECRET ?? randomBytes(32).toString('base64url'),

@@ -1,6 +1,6 @@
 // The account flows of PRODUCT.md, over users (MongoDB), codes and sessions
 // (Redis) and the mail queue. Route handlers only translate HTTP to these calls.
-import type { Redis } from 'ioredis'
+import type { RedisClient } from './redis-client.js'
 import { RateLimiterRedis } from 'rate-limiter-flexible'
 import { emailKey, randomToken } from './crypto.js'
 import type { CodeService } from './one-time-codes.js'
@@ -22,7 +22,7 @@ export interface SignedIn {
 }
 
 export interface AccountServiceOptions {
-  redis: Redis
+  redis: RedisClient
   hashSecret: string
   users: UserService
   codes: CodeService

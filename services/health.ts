@@ -1,5 +1,5 @@
 import type { Db } from 'mongodb'
-import type { Redis } from 'ioredis'
+import type { RedisClient } from './redis-client.js'
 
 type State = 'up' | 'down'
 
@@ -16,7 +16,7 @@ async function probe (check: () => Promise<unknown>): Promise<State> {
   }
 }
 
-export async function checkReadiness (db: Db, redis: Redis): Promise<{ mongodb: State, redis: State }> {
+export async function checkReadiness (db: Db, redis: RedisClient): Promise<{ mongodb: State, redis: State }> {
   const [mongodb, redisState] = await Promise.all([
     probe(() => db.command({ ping: 1 })),
     // Only when connected: a PING queued while reconnecting would wait, not fail.

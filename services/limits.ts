@@ -1,7 +1,7 @@
 // Per-user request budgets, kept in Redis so that they hold across instances:
 // one for every signed-in request, and tighter ones for what costs the server
 // most (sending, uploading, searching). Each is a fixed one-minute window.
-import type { Redis } from 'ioredis'
+import type { RedisClient } from './redis-client.js'
 import { RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible'
 import createError from '@fastify/error'
 import { withRetryAfter } from './errors.js'
@@ -12,7 +12,7 @@ export type RateBucket = 'api' | 'send' | 'upload' | 'search'
 
 export type RequestLimits = ReturnType<typeof createRequestLimits>
 
-export function createRequestLimits (redis: Redis, perMinute: Record<RateBucket, number>) {
+export function createRequestLimits (redis: RedisClient, perMinute: Record<RateBucket, number>) {
   const limiters = Object.fromEntries(Object.entries(perMinute).map(([bucket, points]) =>
     [bucket, new RateLimiterRedis({ storeClient: redis, keyPrefix: `rl:${bucket}`, points, duration: 60 })])) as Record<RateBucket, RateLimiterRedis>
 

@@ -3,7 +3,7 @@ import { join, resolve } from 'node:path'
 import { createHash } from 'node:crypto'
 import nodemailer, { type Transporter } from 'nodemailer'
 import { Queue, Worker, type ConnectionOptions, type Job } from 'bullmq'
-import type { Redis } from 'ioredis'
+import type { RedisClient } from './redis-client.js'
 import type { FastifyBaseLogger } from 'fastify'
 
 export const EMAIL_QUEUE = 'email'
@@ -73,7 +73,7 @@ export interface WorkerSettings {
   transport: MailTransport
   from: string
   /** Command connection (with the app key prefix) for the sent-markers. */
-  redis: Redis
+  redis: RedisClient
   log: FastifyBaseLogger
   concurrency?: number
 }

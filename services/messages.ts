@@ -15,7 +15,7 @@
 // themselves and the send retried, never stored twice.
 import { createHash } from 'node:crypto'
 import { ObjectId, type Collection, type Db } from 'mongodb'
-import type { Redis } from 'ioredis'
+import type { RedisClient } from './redis-client.js'
 import { Mutex } from 'redis-semaphore'
 import escapeStringRegexp from 'escape-string-regexp'
 import createError from '@fastify/error'
@@ -117,7 +117,7 @@ export type MessageService = ReturnType<typeof createMessageService>
 
 export function createMessageService (deps: {
   db: Db
-  redis: Redis
+  redis: RedisClient
   conversations: ConversationService
   readModel: ReadModel
   media: MediaService

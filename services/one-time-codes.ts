@@ -3,7 +3,7 @@
 // counted atomically before it is compared, so at most 5 comparisons are ever
 // made per code; the 5th wrong one deletes it. A right guess consumes the code
 // with DEL, so of concurrent right guesses exactly one wins.
-import type { Redis } from 'ioredis'
+import type { RedisClient } from './redis-client.js'
 import { emailKey, keyedHash, sameHash, sixDigitCode } from './crypto.js'
 
 export const CODE_TTL_S = 300
@@ -18,9 +18,10 @@ export type CodeCheck<T> =
 
 export type CodeService = ReturnType<typeof createCodeService>
 
-export function createCodeService (redis: Redis, hashSecret: string) {
-  const key = (purpose: CodePurpose, email: string): string => `otp:${purpose}:${emailKey(hashSecret, email)}`
-  const cooldownKey = (purpose: CodePurpose, email: string): string => `otp:cooldown:${purpose}:${emailKey(hashSecret, email)}`
+export function createCodeService (redis: RedisClient, hashSecret: string) {
+  // A code and its resend cooldown share a hash slot (discard() deletes both at once).
+  const key = (purpose: CodePurpose, email: string): string => `otp:${purpose}:{${emailKey(hashSecret, email)}}`
+  const cooldownKey = (purpose: CodePurpose, email: string): string => `otp:cooldown:${purpose}:{${emailKey(hashSecret, email)}}`
   const hashCode = (purpose: CodePurpose, email: string, code: string): string => keyedHash(hashSecret, `code:${purpose}:${email}:${code}`)
 
   /**

@@ -4,7 +4,12 @@
 // online while any entry of theirs is unexpired. When an instance dies without
 // cleaning up, its entries simply expire, and whichever instance sweeps first
 // (ZREM succeeds for exactly one) announces the user offline.
-import type { Redis } from 'ioredis'
+//
+// The user's own set and the shared index are separate keys (on a cluster they
+// live on different shards), written together but not atomically: the user's
+// set is what answers "online?", the index only finds what must be swept, and
+// a sweep of an entry whose user set is already gone costs nothing.
+import type { RedisClient } from './redis-client.js'
 import type { ObjectId } from 'mongodb'
 import { parseObjectId, type UserDoc, type UserService } from './users.js'
 import type { Publish } from './events.js'
@@ -19,7 +24,7 @@ export interface PresenceState { userId: string, online: boolean, lastSeenAt: st
 export type PresenceService = ReturnType<typeof createPresenceService>
 
 export function createPresenceService (deps: {
-  redis: Redis
+  redis: RedisClient
   users: UserService
   publish: Publish
   /** Everyone who shares a conversation with the user: they get the user's presence. */
@@ -76,11 +81,10 @@ export function createPresenceService (deps: {
     const now = Date.now()
     const wasOnline = await liveCount(userId, now) > 0
     const expiry = now + ttlMs
-    await redis.multi()
-      .zadd(userKey(userId), expiry, connectionId)
-      .pexpire(userKey(userId), ttlMs * 2)
-      .zadd(ENTRIES, expiry, `${userId}|${connectionId}`)
-      .exec()
+    await Promise.all([
+      redis.multi().zadd(userKey(userId), expiry, connectionId).pexpire(userKey(userId), ttlMs * 2).exec(),
+      redis.zadd(ENTRIES, expiry, `${userId}|${connectionId}`)
+    ])
     if (!wasOnline) await announce(userId, true)
   }
 
@@ -88,11 +92,11 @@ export function createPresenceService (deps: {
   async function heartbeat (entries: Array<{ userId: string, connectionId: string }>): Promise<void> {
     if (entries.length === 0) return
     const expiry = Date.now() + ttlMs
-    const multi = redis.multi()
-    for (const { userId, connectionId } of entries) {
-      multi.zadd(userKey(userId), 'XX', expiry, connectionId).pexpire(userKey(userId), ttlMs * 2).zadd(ENTRIES, 'XX', expiry, `${userId}|${connectionId}`)
-    }
-    await multi.exec()
+    await Promise.all(entries.flatMap(({ userId, connectionId }) => [
+      redis.zadd(userKey(userId), 'XX', expiry, connectionId),
+      redis.pexpire(userKey(userId), ttlMs * 2),
+      redis.zadd(ENTRIES, 'XX', expiry, `${userId}|${connectionId}`)
+    ]))
   }
 
   async function wentAway (userId: string): Promise<void> {
@@ -100,7 +104,7 @@ export function createPresenceService (deps: {
   }
 
   async function disconnected (userId: string, connectionId: string): Promise<void> {
-    await redis.multi().zrem(userKey(userId), connectionId).zrem(ENTRIES, `${userId}|${connectionId}`).exec()
+    await Promise.all([redis.zrem(userKey(userId), connectionId), redis.zrem(ENTRIES, `${userId}|${connectionId}`)])
     // A reconnect within the grace period (page reload, network switch) is not an absence.
     if (graceMs === 0) return wentAway(userId)
     setTimeout(() => { wentAway(userId).catch(() => {}) }, graceMs).unref()
@@ -123,13 +127,13 @@ export function createPresenceService (deps: {
 
   async function states (userIds: string[]): Promise<PresenceState[]> {
     const now = Date.now()
-    const pipeline = redis.pipeline()
-    for (const id of userIds) pipeline.zcount(userKey(id), now, '+inf')
-    const counts = (await pipeline.exec()) ?? []
-    const profiles = await profilesOf(userIds)
+    const [counts, profiles] = await Promise.all([
+      Promise.all(userIds.map((id) => redis.zcount(userKey(id), now, '+inf'))),
+      profilesOf(userIds)
+    ])
     return userIds.map((userId, i) => ({
       userId,
-      online: Number(counts[i]?.[1] ?? 0) > 0,
+      online: (counts[i] ?? 0) > 0,
       lastSeenAt: profiles.get(userId)?.lastSeenAt ?? null
     }))
   }

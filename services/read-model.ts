@@ -13,7 +13,7 @@
 // generation that every membership change bumps: a fill that started before
 // the change is discarded.
 import type { Collection, Db } from 'mongodb'
-import type { Redis } from 'ioredis'
+import { getMany, type RedisClient } from './redis-client.js'
 import type { ConversationDoc, MembershipDoc } from './conversations.js'
 import type { MessageDoc, MessageView } from './messages.js'
 import { parseObjectId, toSelfUser, type PublicUser, type SelfUser, type UserDoc } from './users.js'
@@ -25,8 +25,9 @@ const PROFILE_TTL_S = 3600
 
 const keys = {
   conversation: (id: string) => `rm:conv:${id}`,
-  userList: (userId: string) => `rm:list:${userId}`,
-  userListGeneration: (userId: string) => `rm:listgen:${userId}`,
+  // The list and its generation share a hash slot: the fill script reads one and writes the other.
+  userList: (userId: string) => `rm:list:{${userId}}`,
+  userListGeneration: (userId: string) => `rm:listgen:{${userId}}`,
   readStates: (userId: string) => `rm:read:${userId}`,
   profile: (userId: string) => `rm:user:${userId}`,
   window: (conversationId: string) => `rm:msgs:${conversationId}`,
@@ -129,7 +130,7 @@ const profileVersion = (u: UserDoc): number => Math.max(u.updatedAt.getTime(), u
 export type ReadModel = ReturnType<typeof createReadModel>
 
 export function createReadModel (deps: {
-  redis: Redis
+  redis: RedisClient
   db: Db
   ObjectId: new (hex: string) => ConversationDoc['_id']
   toMessageView: (doc: MessageDoc) => MessageView
@@ -141,7 +142,7 @@ export function createReadModel (deps: {
   for (const [name, script] of Object.entries(scripts)) {
     if (!(name in redis)) redis.defineCommand(name, script)
   }
-  const r = redis as unknown as Redis & Scripted
+  const r = redis as RedisClient & Scripted
   const conversations: Collection<ConversationDoc> = db.collection('conversations')
   const memberships: Collection<MembershipDoc> = db.collection('memberships')
   const messages: Collection<MessageDoc> = db.collection('messages')
@@ -154,7 +155,7 @@ export function createReadModel (deps: {
   async function conversationsById (ids: string[]): Promise<Map<string, ConversationDoc>> {
     const out = new Map<string, ConversationDoc>()
     if (ids.length === 0) return out
-    const cached = await r.mget(ids.map(keys.conversation))
+    const cached = await getMany(r, ids.map(keys.conversation))
     const missing: string[] = []
     ids.forEach((id, i) => {
       const raw = cached[i]
@@ -178,13 +179,12 @@ export function createReadModel (deps: {
   /** After a write: the conversation as the database returned it, and its place in each member's list. */
   async function putConversations (docs: ConversationDoc[], options: { touchLists?: boolean } = {}): Promise<void> {
     if (docs.length === 0) return
-    const pipeline = r.pipeline() as unknown as Scripted & { exec: () => Promise<unknown> }
-    for (const doc of docs) {
+    await Promise.all(docs.flatMap((doc) => {
       const id = doc._id.toHexString()
-      pipeline.setIfNewer(keys.conversation(id), doc.version ?? 0, toCached(doc), TTL_S)
-      if (options.touchLists) for (const member of doc.memberIds) pipeline.listTouch(keys.userList(member), doc.lastActivityAt.getTime(), id)
-    }
-    await pipeline.exec()
+      const written = [r.setIfNewer(keys.conversation(id), doc.version ?? 0, toCached(doc), TTL_S)]
+      if (options.touchLists) for (const member of doc.memberIds) written.push(r.listTouch(keys.userList(member), doc.lastActivityAt.getTime(), id))
+      return written
+    }))
   }
 
   // ---- per-user conversation lists ----------------------------------------
@@ -230,9 +230,8 @@ export function createReadModel (deps: {
   /** A user joined (or left) a conversation: their list learns it, and any fill in flight is discarded. */
   async function membershipChanged (userIds: string[], doc: ConversationDoc, change: 'add' | 'remove'): Promise<void> {
     if (userIds.length === 0) return
-    const pipeline = r.pipeline() as unknown as Scripted & { exec: () => Promise<unknown> }
-    for (const userId of userIds) pipeline.listChanged(keys.userList(userId), keys.userListGeneration(userId), TTL_S, change, doc.lastActivityAt.getTime(), doc._id.toHexString())
-    await pipeline.exec()
+    await Promise.all(userIds.map((userId) =>
+      r.listChanged(keys.userList(userId), keys.userListGeneration(userId), TTL_S, change, doc.lastActivityAt.getTime(), doc._id.toHexString())))
   }
 
   // ---- read positions and mutes --------------------------------------------
@@ -256,7 +255,7 @@ export function createReadModel (deps: {
     counted('read_state', conversationIds.length - missing.length, missing.length)
     if (missing.length > 0) {
       const docs = await memberships.find({ _id: { $in: missing.map((id) => `${id}:${userId}`) } }).toArray()
-      const pipeline = r.pipeline()
+      const pipeline = r.pipeline() // one key: one slot
       for (const doc of docs) {
         out.set(doc.conversationId, { lastReadSeq: doc.lastReadSeq, mutedUntil: doc.mutedUntil })
         // HSETNX: a write that landed meanwhile is newer than this read.
@@ -276,9 +275,10 @@ export function createReadModel (deps: {
   /** Members just added to a conversation: their state is the one a new membership starts with. */
   async function putNewMembers (conversationId: string, userIds: string[]): Promise<void> {
     if (userIds.length === 0) return
-    const pipeline = r.pipeline()
-    for (const userId of userIds) pipeline.hset(keys.readStates(userId), conversationId, encodeState({ lastReadSeq: 0, mutedUntil: null })).expire(keys.readStates(userId), TTL_S)
-    await pipeline.exec()
+    await Promise.all(userIds.flatMap((userId) => [
+      r.hset(keys.readStates(userId), conversationId, encodeState({ lastReadSeq: 0, mutedUntil: null })),
+      r.expire(keys.readStates(userId), TTL_S)
+    ]))
   }
 
   async function dropReadState (userId: string, conversationId: string): Promise<void> {
@@ -292,7 +292,7 @@ export function createReadModel (deps: {
     const ids = [...new Set(userIds)]
     const out = new Map<string, SelfUser>()
     if (ids.length === 0) return out
-    const cached = await r.mget(ids.map(keys.profile))
+    const cached = await getMany(r, ids.map(keys.profile))
     const missing = ids.filter((id, i) => {
       const raw = cached[i]
       if (raw) out.set(id, JSON.parse(splitVersioned(raw)) as SelfUser)
@@ -318,9 +318,7 @@ export function createReadModel (deps: {
 
   async function putProfiles (docs: UserDoc[]): Promise<void> {
     if (docs.length === 0) return
-    const pipeline = r.pipeline() as unknown as Scripted & { exec: () => Promise<unknown> }
-    for (const doc of docs) pipeline.setIfNewer(keys.profile(doc._id.toHexString()), profileVersion(doc), JSON.stringify(toSelfUser(doc)), PROFILE_TTL_S)
-    await pipeline.exec()
+    await Promise.all(docs.map((doc) => r.setIfNewer(keys.profile(doc._id.toHexString()), profileVersion(doc), JSON.stringify(toSelfUser(doc)), PROFILE_TTL_S)))
   }
 
   // ---- blocks ----------------------------------------------------------------
@@ -373,13 +371,10 @@ export function createReadModel (deps: {
   /** Messages as now stored (sent, edited, deleted, reacted); those below the window are trimmed. */
   async function putMessages (conversationId: string, views: MessageView[], lastSeq: number): Promise<void> {
     if (views.length === 0) return
-    const pipeline = r.pipeline() as unknown as Scripted & { exec: () => Promise<unknown> }
-    for (const view of views) {
-      if (view.seq <= lastSeq - MESSAGE_WINDOW) continue
+    await Promise.all(views.filter((view) => view.seq > lastSeq - MESSAGE_WINDOW).map((view) => {
       const below = view.seq - MESSAGE_WINDOW
-      pipeline.hsetIfNewer(keys.window(conversationId), String(view.seq), view.changeSeq, JSON.stringify(view), TTL_S, below > 0 ? String(below) : '0')
-    }
-    await pipeline.exec()
+      return r.hsetIfNewer(keys.window(conversationId), String(view.seq), view.changeSeq, JSON.stringify(view), TTL_S, below > 0 ? String(below) : '0')
+    }))
   }
 
   return {

@@ -3,7 +3,7 @@
 // the session ends both at once. The refresh token is single-use: each refresh
 // replaces it, and presenting an already-used one ends the whole session
 // (the token family), since that means two parties hold it.
-import type { Redis } from 'ioredis'
+import type { RedisClient } from './redis-client.js'
 import { keyedHash, randomToken, sameHash } from './crypto.js'
 
 export interface SessionMeta {
@@ -29,9 +29,11 @@ export type RefreshOutcome =
   | { ok: true, userId: string, sessionId: string, refreshToken: string }
   | { ok: false, reason: 'invalid' | 'reused' | 'expired' }
 
-export const sessionKey = (sessionId: string): string => `sess:${sessionId}`
+// A session and its used refresh tokens share a hash slot (the rotation script
+// touches both); the user's index of sessions lives wherever its own tag falls.
+export const sessionKey = (sessionId: string): string => `sess:{${sessionId}}`
 const userSessionsKey = (userId: string): string => `usess:${userId}`
-const usedKey = (sessionId: string): string => `sess:${sessionId}:used`
+const usedKey = (sessionId: string): string => `sess:{${sessionId}}:used`
 
 // Swaps the refresh-token hash only if it is still the one presented, so two
 // concurrent refreshes with one token cannot both succeed.
@@ -47,7 +49,7 @@ return 1
 `
 
 export interface SessionServiceOptions {
-  redis: Redis
+  redis: RedisClient
   hashSecret: string
   refreshTtlS: number
   maxAgeS: number
@@ -74,6 +76,9 @@ export function createSessionService ({ redis, hashSecret, refreshTtlS, maxAgeS,
     const refreshToken = `${sessionId}.${randomToken(32)}`
     const now = Date.now()
     const expiresAt = now + maxAgeS * 1000
+    // Indexed first: an index entry whose session never got written is dropped
+    // by list(), while a session missing from the index would escape revokeAll.
+    await redis.multi().sadd(userSessionsKey(userId), sessionId).pexpire(userSessionsKey(userId), maxAgeS * 1000).exec()
     await redis.multi()
       .hset(sessionKey(sessionId), {
         uid: userId,
@@ -85,8 +90,6 @@ export function createSessionService ({ redis, hashSecret, refreshTtlS, maxAgeS,
         ip: meta.ip ?? ''
       })
       .pexpire(sessionKey(sessionId), ttlMs(expiresAt, now))
-      .sadd(userSessionsKey(userId), sessionId)
-      .pexpire(userSessionsKey(userId), maxAgeS * 1000)
       .exec()
     return { sessionId, refreshToken }
   }
@@ -126,10 +129,11 @@ export function createSessionService ({ redis, hashSecret, refreshTtlS, maxAgeS,
 
   async function revoke (userId: string, ...sessionIds: string[]): Promise<void> {
     if (sessionIds.length === 0) return
-    const multi = redis.multi()
-    for (const sessionId of sessionIds) multi.del(sessionKey(sessionId), usedKey(sessionId))
-    multi.srem(userSessionsKey(userId), ...sessionIds)
-    await multi.exec()
+    // One batch: each session in its own slot, then the index.
+    await Promise.all([
+      ...sessionIds.map((sessionId) => redis.del(sessionKey(sessionId), usedKey(sessionId))),
+      redis.srem(userSessionsKey(userId), ...sessionIds)
+    ])
     await onRevoked?.(userId, sessionIds)
   }
 
@@ -143,13 +147,11 @@ export function createSessionService ({ redis, hashSecret, refreshTtlS, maxAgeS,
   async function list (userId: string): Promise<SessionInfo[]> {
     const sessionIds = await redis.smembers(userSessionsKey(userId))
     if (sessionIds.length === 0) return []
-    const pipeline = redis.pipeline()
-    for (const sessionId of sessionIds) pipeline.hgetall(sessionKey(sessionId))
-    const results = (await pipeline.exec()) ?? []
+    const results = await Promise.all(sessionIds.map((sessionId) => redis.hgetall(sessionKey(sessionId))))
     const live: SessionInfo[] = []
     const gone: string[] = []
     sessionIds.forEach((sessionId, i) => {
-      const session = results[i]?.[1] as Record<string, string> | undefined
+      const session = results[i]
       if (!session?.uid) return gone.push(sessionId)
       live.push({ id: sessionId, userId: session.uid, device: session.device ?? 'unknown', ip: session.ip ?? '', createdAt: session.createdAt!, lastUsedAt: session.lastUsedAt! })
     })

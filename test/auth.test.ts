@@ -1,5 +1,6 @@
 import t, { type Test } from 'tap'
 import type { ConfigInput } from '../schemas/config.js'
+import { sessionKey } from '../services/sessions.js'
 import { build, redisKeys, uniqueId } from './helper.js'
 import { codeIn, startSmtp } from './smtp.js'
 import { cookieValue, registerUser } from './accounts.js'
@@ -108,7 +109,7 @@ t.test('resend: 60 s cooldown with retry-after, and the new code replaces the ol
   t.ok(Number(tooSoon.headers['retry-after']) > 0 && Number(tooSoon.headers['retry-after']) <= 60)
 
   // Time travel: end the cooldown the way its TTL would.
-  await app.redis.del(...await redisKeys(app, 'otp:cooldown:register:*'))
+  await Promise.all((await redisKeys(app, 'otp:cooldown:register:*')).map((key) => app.redis.del(key)))
   const resent = await app.inject({ method: 'POST', url: '/api/auth/register/resend', payload: { email } })
   t.equal(resent.statusCode, 202)
   await smtp.waitFor(() => mailsTo(smtp, email).length === 2)
@@ -417,7 +418,7 @@ t.test('a session ends at its absolute lifetime, however often it is refreshed',
   const user = await registerUser(app, smtp)
   const sessionId = user.refreshToken.split('.')[0]!
   // Fast-forward to the end of its lifetime.
-  await app.redis.hset(`sess:${sessionId}`, 'expiresAt', String(Date.now() - 1000))
+  await app.redis.hset(sessionKey(sessionId), 'expiresAt', String(Date.now() - 1000))
   const res = await app.inject({ method: 'POST', url: '/api/auth/refresh', payload: { refreshToken: user.refreshToken } })
   t.equal(res.statusCode, 401)
   t.equal(res.json().code, 'INVALID_REFRESH_TOKEN')
