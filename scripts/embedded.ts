@@ -202,6 +202,72 @@ export async function startRedis ({ dataDir, port, log = () => {} }: RedisOption
     () => tcpProbe(listenPort, 'PING\r\n', '+PONG'), 15000)
 }
 
+export interface RedisCluster {
+  /** Seed nodes, host:port, comma-separated (REDIS_CLUSTER_NODES). */
+  nodes: string
+  /** Every node, primaries first as created (each primary's replica follows the primaries). */
+  servers: EmbeddedServer[]
+  stop: () => Promise<void>
+}
+
+/**
+ * A local Redis Cluster from the same redis-server binary: `primaries`
+ * primaries with one replica each, on free loopback ports, created with
+ * `redis-cli --cluster create`. A node that stops is failed over within a few
+ * seconds (node timeout 1 s). Data in a temp dir, removed on stop.
+ */
+export async function startRedisCluster ({ primaries = 3, log = () => {} }: { primaries?: number, log?: Log } = {}): Promise<RedisCluster> {
+  const binary = await ensureRedisServer(log)
+  const cli = join(dirname(binary), 'redis-cli')
+  const dir = await mkdtemp(join(tmpdir(), 'parley-cluster-'))
+  const servers: EmbeddedServer[] = []
+  const stop = async (): Promise<void> => {
+    await Promise.allSettled(servers.map((s) => s.stop()))
+    await rm(dir, { recursive: true, force: true })
+  }
+  try {
+    const ports: number[] = []
+    while (ports.length < primaries * 2) {
+      const port = await freePort()
+      if (!ports.includes(port)) ports.push(port)
+    }
+    const started = await Promise.allSettled(ports.map(async (port) => {
+      const nodeDir = join(dir, String(port))
+      await mkdir(nodeDir, { recursive: true })
+      const args = ['--port', String(port), '--bind', '127.0.0.1', '--protected-mode', 'yes', '--daemonize', 'no', '--loglevel', 'warning',
+        '--dir', nodeDir, '--save', '', '--appendonly', 'no',
+        '--cluster-enabled', 'yes', '--cluster-config-file', join(nodeDir, 'nodes.conf'), '--cluster-node-timeout', '1000',
+        // The slots of a failed primary are out of service until its replica
+        // takes over; the other shards keep serving meanwhile.
+        '--cluster-require-full-coverage', 'no',
+        // A replica can take over only once it has synced; the default waits 5 s before the first sync.
+        '--repl-diskless-sync-delay', '0']
+      return startProcess(`redis-server:${port}`, binary, args, port, `redis://127.0.0.1:${port}`, () => tcpProbe(port, 'PING\r\n', '+PONG'), 15000)
+    }))
+    for (const result of started) if (result.status === 'fulfilled') servers.push(result.value)
+    for (const result of started) if (result.status === 'rejected') throw result.reason
+    const create = spawnSync(cli, ['--cluster', 'create', ...ports.map((port) => `127.0.0.1:${port}`), '--cluster-replicas', '1', '--cluster-yes'], { encoding: 'utf8' })
+    if (create.status !== 0) throw new Error(`redis-cli --cluster create failed:\n${create.stdout}${create.stderr}`)
+    // Ready when every node sees the whole cluster and every replica has synced
+    // with its primary (before that it could not take over).
+    const deadline = Date.now() + 30000
+    for (;;) {
+      const states = ports.map((port) => spawnSync(cli, ['-p', String(port), 'cluster', 'info'], { encoding: 'utf8' }).stdout)
+      const replication = ports.map((port) => spawnSync(cli, ['-p', String(port), 'info', 'replication'], { encoding: 'utf8' }).stdout)
+      const replicated = replication.filter((info) => info.includes('role:slave')).length === primaries &&
+        replication.every((info) => !info.includes('role:slave') || info.includes('master_link_status:up'))
+      if (replicated && states.every((info) => info.includes('cluster_state:ok') && info.includes(`cluster_known_nodes:${ports.length}`))) break
+      if (Date.now() > deadline) throw new Error(`the Redis Cluster did not become ready:\n${states.join('\n')}`)
+      await new Promise((resolve) => setTimeout(resolve, 200))
+    }
+    log(`started a Redis Cluster of ${primaries} primaries and ${primaries} replicas on ports ${ports.join(', ')}`)
+    return { nodes: ports.map((port) => `127.0.0.1:${port}`).join(','), servers, stop }
+  } catch (err) {
+    await stop()
+    throw err
+  }
+}
+
 export interface MongoOptions {
   dataDir: string
   port?: number
@@ -252,7 +318,9 @@ export async function provideServers (env: NodeJS.ProcessEnv, { persistentDir, l
     if (!persistentDir) await rm(baseDir, { recursive: true, force: true })
   }
   try {
-    let redisUrl = env.REDIS_URL
+    // A configured Redis Cluster needs no local Redis: its first seed stands for REDIS_URL.
+    const clusterSeed = env.REDIS_CLUSTER_NODES?.split(',')[0]
+    let redisUrl = env.REDIS_URL || (clusterSeed ? `redis://${clusterSeed}` : undefined)
     let mongoUri = env.MONGODB_URI
     const started = Date.now()
     const [redisResult, mongoResult] = await Promise.allSettled([

@@ -6,7 +6,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
-import { Redis } from 'ioredis'
+import { openRedis, primaries } from '../services/redis-client.js'
 import { buildApp } from '../app.js'
 import type { ConfigInput } from '../schemas/config.js'
 import { provideServers } from '../scripts/embedded.js'
@@ -15,15 +15,21 @@ interface Test {
   teardown: (fn: () => unknown) => void
 }
 
-let shared: Promise<{ MONGODB_URI: string, REDIS_URL: string }> | undefined
+interface Servers { MONGODB_URI: string, REDIS_URL: string, REDIS_CLUSTER_NODES: string }
+let shared: Promise<Servers> | undefined
 
-/** The run's servers: from npm test (env), or started once for this process when a file is run alone. */
-export function testServers (): Promise<{ MONGODB_URI: string, REDIS_URL: string }> {
+/**
+ * The run's servers: from npm test (env), or started once for this process
+ * when a file is run alone. With REDIS_CLUSTER_NODES (the cluster pass of
+ * npm test) apps run on that Redis Cluster; REDIS_URL is then its first seed.
+ */
+export function testServers (): Promise<Servers> {
   shared ??= (async () => {
-    if (process.env.MONGODB_URI && process.env.REDIS_URL) return { MONGODB_URI: process.env.MONGODB_URI, REDIS_URL: process.env.REDIS_URL }
+    const REDIS_CLUSTER_NODES = process.env.REDIS_CLUSTER_NODES ?? ''
+    if (process.env.MONGODB_URI && process.env.REDIS_URL) return { MONGODB_URI: process.env.MONGODB_URI, REDIS_URL: process.env.REDIS_URL, REDIS_CLUSTER_NODES }
     const servers = await provideServers(process.env)
     process.once('beforeExit', () => { servers.stop().catch(() => {}) })
-    return servers
+    return { ...servers, REDIS_CLUSTER_NODES }
   })()
   return shared
 }
@@ -42,7 +48,12 @@ export async function twoInstances (t: Test, overrides: ConfigInput = {}): Promi
 }
 
 export async function build (t: Test, overrides: ConfigInput = {}): Promise<FastifyInstance> {
-  const { MONGODB_URI, REDIS_URL } = await testServers()
+  const servers = await testServers()
+  // A test that brings its own Redis or Redis Cluster gets exactly that one.
+  const own = overrides.REDIS_CLUSTER_NODES !== undefined
+    ? { REDIS_URL: `redis://${overrides.REDIS_CLUSTER_NODES.split(',')[0]}`, REDIS_CLUSTER_NODES: overrides.REDIS_CLUSTER_NODES }
+    : overrides.REDIS_URL !== undefined ? { REDIS_URL: overrides.REDIS_URL, REDIS_CLUSTER_NODES: '' } : {}
+  const { MONGODB_URI, REDIS_URL, REDIS_CLUSTER_NODES } = { ...servers, ...own }
   const id = uniqueId()
   const mailDir = await mkdtemp(join(tmpdir(), 'parley-mail-'))
   const app = await buildApp({
@@ -50,6 +61,7 @@ export async function build (t: Test, overrides: ConfigInput = {}): Promise<Fast
     LOG_LEVEL: 'silent',
     MONGODB_URI,
     REDIS_URL,
+    REDIS_CLUSTER_NODES,
     MONGODB_DB: `test_${id}`,
     REDIS_PREFIX: `test.${id}`,
     MAIL_CAPTURE_DIR: mailDir,
@@ -60,21 +72,31 @@ export async function build (t: Test, overrides: ConfigInput = {}): Promise<Fast
     const prefix = app.config.REDIS_PREFIX
     await app.mongo.db.dropDatabase().catch(() => {})
     await app.close()
-    await deleteKeys(REDIS_URL, `${prefix}:*`)
+    await deleteKeys({ url: REDIS_URL, clusterNodes: REDIS_CLUSTER_NODES.split(',').filter(Boolean) }, [`${prefix}:*`, `{${prefix}:*`])
     await rm(mailDir, { recursive: true, force: true })
   })
   return app
 }
 
-async function deleteKeys (url: string, pattern: string): Promise<void> {
-  const redis = new Redis(url, { maxRetriesPerRequest: 1 })
+async function deleteKeys (target: { url: string, clusterNodes: string[] }, patterns: string[]): Promise<void> {
+  const redis = openRedis(target, { maxRetriesPerRequest: 1 })
   try {
-    let cursor = '0'
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 500)
-      if (keys.length > 0) await redis.del(...keys)
-      cursor = next
-    } while (cursor !== '0')
+    await new Promise<void>((resolve, reject) => {
+      if (redis.status === 'ready') resolve()
+      else { redis.once('ready', () => resolve()); redis.once('error', reject) }
+    })
+    // Scanned node by node (a cluster's keys are spread over its primaries),
+    // deleted key by key (one DEL may not span slots).
+    for (const node of primaries(redis)) {
+      for (const pattern of patterns) {
+        let cursor = '0'
+        do {
+          const [next, keys] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', 500)
+          await Promise.all(keys.map((key) => redis.del(key)))
+          cursor = next
+        } while (cursor !== '0')
+      }
+    }
   } catch {
     // The Redis of this test may be gone already (fault tests stop their own).
   } finally {
@@ -85,6 +107,8 @@ async function deleteKeys (url: string, pattern: string): Promise<void> {
 /** Keys of this app's Redis namespace matching `pattern`, without the prefix (as app.redis takes them). */
 export async function redisKeys (app: FastifyInstance, pattern: string): Promise<string[]> {
   const prefix = `${app.config.REDIS_PREFIX}:`
-  // KEYS patterns are not prefixed by ioredis; the keys it returns are.
-  return (await app.redis.keys(`${prefix}${pattern}`)).map((key) => key.slice(prefix.length))
+  // KEYS patterns are not prefixed by ioredis; the keys it returns are. On a
+  // cluster each primary holds its own share.
+  const found = await Promise.all(primaries(app.redis).map((node) => node.keys(`${prefix}${pattern}`)))
+  return found.flat().map((key) => key.slice(prefix.length))
 }

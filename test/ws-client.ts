@@ -16,7 +16,7 @@ export interface Frame {
 export interface TestSocket {
   socket: WebSocket
   frames: Frame[]
-  request: (type: string, data?: unknown) => Promise<Frame>
+  request: (type: string, data?: unknown, timeoutMs?: number) => Promise<Frame>
   waitFor: (predicate: (f: Frame) => boolean, timeoutMs?: number) => Promise<Frame>
   closed: Promise<{ code: number, reason: string }>
   close: () => Promise<void>
@@ -67,10 +67,10 @@ export async function connect (app: FastifyInstance, options: { token?: string, 
     frames,
     closed,
     waitFor,
-    request: (type, data) => {
+    request: (type, data, timeoutMs) => {
       const ref = `r${++refs}`
       socket.send(JSON.stringify({ type, ref, data }))
-      return waitFor((f) => (f.type === 'ack' || f.type === 'error') && f.ref === ref)
+      return waitFor((f) => (f.type === 'ack' || f.type === 'error') && f.ref === ref, timeoutMs)
     },
     close: async () => {
       if (socket.readyState === WebSocket.CLOSED) return
