@@ -97,6 +97,13 @@ export function embeddedUrls (started: Started): { MONGODB_URI: string, REDIS_UR
   return { MONGODB_URI, REDIS_URL }
 }
 
+/** The MongoDB-wire server an instance started (it was given a Redis). */
+export function embeddedMongo (started: Started): string {
+  const MONGODB_URI = /started (?:ferretdb|mongod) \(pid \d+\) at (mongodb:\/\/\S+),/.exec(started.output())?.[1]
+  if (!MONGODB_URI) throw new Error('could not find the embedded MongoDB-wire server in the output')
+  return MONGODB_URI
+}
+
 /** Resident memory of a process, in bytes (Linux). */
 export async function rss (pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8')

@@ -1,5 +1,6 @@
 // WebSocket load: BENCH_WS_CLIENTS clients spread over BENCH_WS_INSTANCES real
-// server processes (one Redis, one database), in groups of 10, each sending
+// server processes (one database; one Redis, then a local Redis Cluster of 3
+// primaries + 3 replicas: BENCH_WS_REDIS=single,cluster), in groups of 10, each sending
 // BENCH_WS_RATE messages a second. Reports delivered messages per second,
 // send→receive latency and server RSS per connection, and checks that every
 // message reached every member exactly once. The same load against a bare `ws`
@@ -14,11 +15,13 @@ import WebSocket from 'ws'
 import { MongoClient, ObjectId } from 'mongodb'
 import { hashPassword } from '../services/passwords.js'
 import type { UserDoc } from '../services/users.js'
-import { cpuSeconds, duration, embeddedUrls, percentile, ratio, root, rss, startParley, type Started } from './lib.js'
+import { startRedisCluster, type RedisCluster } from '../scripts/embedded.js'
+import { cpuSeconds, duration, embeddedMongo, embeddedUrls, percentile, ratio, root, rss, startParley, type Started } from './lib.js'
 
 const CLIENTS = Number(process.env.BENCH_WS_CLIENTS ?? 200)
 // One run per instance count: BENCH_WS_INSTANCES=1,2,4
 const INSTANCE_COUNTS = (process.env.BENCH_WS_INSTANCES ?? '1,2,4').split(',').map(Number)
+const REDIS_MODES = (process.env.BENCH_WS_REDIS ?? 'single,cluster').split(',') as Array<'single' | 'cluster'>
 const RATE = Number(process.env.BENCH_WS_RATE ?? 1)
 const GROUP = 10
 const PASSWORD = 'bench password 1'
@@ -131,17 +134,19 @@ async function startBaseline (): Promise<{ url: string, pid: number, stop: () =>
   return { url: `ws://127.0.0.1:${port}`, pid: child.pid!, stop: async () => { child.kill('SIGTERM'); await once(child, 'exit') } }
 }
 
-/** Redis CPU seconds so far (user + system), from INFO. */
-async function redisCpuSeconds (redisUrl: string): Promise<number> {
+/** CPU seconds so far (user + system) and role of each Redis server, from INFO. */
+async function redisCpuSeconds (redisUrls: string[]): Promise<Array<{ url: string, role: string, cpu: number }>> {
   const { Redis } = await import('ioredis')
-  const redis = new Redis(redisUrl)
-  try {
-    const info = await redis.info('cpu')
-    const value = (name: string): number => Number(new RegExp(`${name}:([0-9.]+)`).exec(info)?.[1] ?? 0)
-    return value('used_cpu_user') + value('used_cpu_sys')
-  } finally {
-    redis.disconnect()
-  }
+  return Promise.all(redisUrls.map(async (url) => {
+    const redis = new Redis(url)
+    try {
+      const info = await redis.info()
+      const value = (name: string): number => Number(new RegExp(`${name}:([0-9.]+)`).exec(info)?.[1] ?? 0)
+      return { url, role: /role:(\w+)/.exec(info)?.[1] ?? '?', cpu: value('used_cpu_user') + value('used_cpu_sys') }
+    } finally {
+      redis.disconnect()
+    }
+  }))
 }
 
 /** What an instance said on shutdown about the events it received and delivered. */
@@ -150,14 +155,18 @@ function fanOutOf (instance: Started): { eventsReceived: number, eventsDelivered
   return { eventsReceived: Number(match?.[1] ?? 0), eventsDelivered: Number(match?.[2] ?? 0) }
 }
 
-async function wsRun (instanceCount: number): Promise<Record<string, unknown>> {
+async function wsRun (instanceCount: number, redisMode: 'single' | 'cluster'): Promise<Record<string, unknown>> {
   const secrets = { JWT_SECRET: randomBytes(32).toString('hex'), HASH_SECRET: randomBytes(32).toString('hex') }
-  const common = { ...secrets, AUTH_RATE_LIMIT_MAX: '100000000', SEND_RATE_LIMIT_MAX: '100000000', WS_RATE_PER_SECOND: '1000', WS_RATE_BURST: '1000', PRESENCE_GRACE_MS: '0' }
-  const first = await startParley(common)
-  const instances: Started[] = [first]
+  let cluster: RedisCluster | undefined
+  if (redisMode === 'cluster') cluster = await startRedisCluster()
+  const common = { ...secrets, AUTH_RATE_LIMIT_MAX: '100000000', SEND_RATE_LIMIT_MAX: '100000000', WS_RATE_PER_SECOND: '1000', WS_RATE_BURST: '1000', PRESENCE_GRACE_MS: '0', ...(cluster ? { REDIS_CLUSTER_NODES: cluster.nodes } : {}) }
+  const instances: Started[] = []
   let stopped = false
   try {
-    const shared = embeddedUrls(first)
+    const first = await startParley(common)
+    instances.push(first)
+    const shared = cluster ? { MONGODB_URI: embeddedMongo(first) } : embeddedUrls(first)
+    const redisUrls = cluster ? cluster.servers.map((server) => server.url) : [(shared as { REDIS_URL: string }).REDIS_URL]
     for (let i = 1; i < instanceCount; i++) instances.push(await startParley({ ...common, ...shared }))
     const users = await seedUsers(shared.MONGODB_URI, CLIENTS)
     const tokens: string[] = []
@@ -174,12 +183,16 @@ async function wsRun (instanceCount: number): Promise<Record<string, unknown>> {
     const sockets = await openSockets(tokens.map((_, i) => `${instances[i % instanceCount]!.url.replace('http', 'ws')}/ws`))
     await new Promise((resolve) => setTimeout(resolve, 1000))
     const rssConnected = await Promise.all(instances.map((s) => rss(s.child.pid!)))
-    const cpuBefore = await redisCpuSeconds(shared.REDIS_URL)
+    const cpuBefore = await redisCpuSeconds(redisUrls)
     const instanceCpuBefore = await Promise.all(instances.map((s) => cpuSeconds(s.child.pid!)))
     const drivenAt = performance.now()
     const parley = await drive(sockets, (client, n) => JSON.stringify({ type: 'send', ref: `${n}`, data: { conversationId: groups[Math.floor(client / GROUP)], clientMsgId: `c${client}-${n}`, text: `bench message ${n} from ${client}` } }))
-    const redisCpu = await redisCpuSeconds(shared.REDIS_URL) - cpuBefore
     const drivenSeconds = (performance.now() - drivenAt) / 1000
+    const redisNodes = (await redisCpuSeconds(redisUrls)).map((node, i) => ({
+      node: node.url.replace('redis://', ''),
+      role: node.role,
+      cpuSecondsPerSecond: Math.round(((node.cpu - cpuBefore[i]!.cpu) / drivenSeconds) * 1000) / 1000
+    }))
     const instanceCpu = await Promise.all(instances.map(async (s, i) => (await cpuSeconds(s.child.pid!)) - instanceCpuBefore[i]!))
     for (const s of sockets) s.terminate()
     await new Promise((resolve) => setTimeout(resolve, 500))
@@ -198,18 +211,21 @@ async function wsRun (instanceCount: number): Promise<Record<string, unknown>> {
     })
     const rssPerConnection = rssConnected.reduce((sum, after, i) => sum + after - rssBefore[i]!, 0) / CLIENTS
     return {
+      redis: cluster ? 'cluster: 3 primaries + 3 replicas' : 'one server',
       instances: instanceCount,
       ...parley,
       exactlyOnce: parley.duplicates === 0 && parley.missing === 0,
       rssPerConnectionBytes: Math.round(rssPerConnection),
-      redisCpuSecondsPerSecond: Math.round((redisCpu / drivenSeconds) * 1000) / 1000,
+      redisCpuSecondsPerSecond: Math.round(redisNodes.reduce((sum, node) => sum + node.cpuSecondsPerSecond, 0) * 1000) / 1000,
+      redisNodes,
       perInstance
     }
   } finally {
     if (!stopped) {
       await Promise.allSettled(instances.slice(1).map((s) => s.stop()))
-      await first.stop()
+      await instances[0]?.stop()
     }
+    await cluster?.stop()
   }
 }
 
@@ -226,12 +242,14 @@ export async function wsScenario (): Promise<Record<string, unknown>> {
     await baselineServer.stop()
   }
   const runs: Array<Record<string, unknown>> = []
-  for (const count of INSTANCE_COUNTS) {
-    const run = await wsRun(count)
-    runs.push({ ...run, ratio: { deliveredPerSecond: ratio(run.deliveredPerSecond as number, bare.deliveredPerSecond) } })
+  for (const redisMode of REDIS_MODES) {
+    for (const count of INSTANCE_COUNTS) {
+      const run = await wsRun(count, redisMode)
+      runs.push({ ...run, ratio: { deliveredPerSecond: ratio(run.deliveredPerSecond as number, bare.deliveredPerSecond) } })
+    }
   }
   return {
-    setup: { clients: CLIENTS, groupSize: GROUP, ratePerClient: RATE, seconds: duration, redis: 'one server' },
+    setup: { clients: CLIENTS, groupSize: GROUP, ratePerClient: RATE, seconds: duration, redis: REDIS_MODES },
     baseline: { name: 'bare ws fan-out, one process, nothing stored', ...bare },
     parley: runs
   }
