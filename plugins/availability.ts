@@ -19,7 +19,7 @@ declare module 'fastify' {
 }
 
 // Paths that work, or report, without the dependencies.
-const exempt = /^\/(health|docs|metrics)(\/|$|\?)/
+const exempt = /^\/(health|docs|metrics|app)(\/|$|\?)/
 
 const mongoErrors = [MongoNetworkError, MongoNotConnectedError, MongoServerSelectionError, MongoTopologyClosedError]
 // ioredis: commands refused while disconnected (no offline queue), or given up

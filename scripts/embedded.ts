@@ -80,21 +80,43 @@ function run (command: string, args: string[], log: Log): boolean {
   return result.status === 0
 }
 
-async function ensureRedisServer (log: Log): Promise<string> {
-  const found = await which('redis-server')
+/** The command, installed from the Debian packages first if it is missing and we may (root, apt-get). */
+async function fromDebian (command: string, pkg: string, log: Log): Promise<string | undefined> {
+  const found = await which(command)
   if (found) return found
   const isRoot = process.getuid?.() === 0
-  if (isRoot && await which('apt-get')) {
-    log('redis-server not found: installing it from the Debian packages')
-    if (!run('apt-get', ['install', '-y', '-qq', 'redis-server'], log)) {
-      run('apt-get', ['update', '-qq'], log)
-      run('apt-get', ['install', '-y', '-qq', 'redis-server'], log)
-    }
-    const installed = await which('redis-server')
-    if (installed) return installed
+  if (!isRoot || !await which('apt-get')) return undefined
+  log(`${command} not found: installing ${pkg} from the Debian packages`)
+  if (!run('apt-get', ['install', '-y', '-qq', pkg], log)) {
+    run('apt-get', ['update', '-qq'], log)
+    run('apt-get', ['install', '-y', '-qq', pkg], log)
   }
+  return which(command)
+}
+
+async function ensureRedisServer (log: Log): Promise<string> {
+  const found = await fromDebian('redis-server', 'redis-server', log)
+  if (found) return found
   throw new Error('redis-server is not installed. Install it (Debian/Ubuntu: `sudo apt-get install redis-server`, macOS: `brew install redis`), ' +
     'set REDIS_URL to a running Redis, or run `docker compose up`.')
+}
+
+/**
+ * The Chromium the browser tests drive (CHROMIUM_PATH, or the Debian package,
+ * installed when missing). Never a browser build downloaded from a vendor.
+ */
+export async function ensureChromium (log: Log = () => {}): Promise<string> {
+  if (process.env.CHROMIUM_PATH) return process.env.CHROMIUM_PATH
+  let found: string | undefined
+  for (const command of ['chromium', 'chromium-browser']) found ??= await which(command)
+  found ??= await fromDebian('chromium', 'chromium', log)
+  if (!found) throw new Error('Chromium is not installed. Install it (Debian/Ubuntu: `sudo apt-get install chromium`) or set CHROMIUM_PATH.')
+  // Without a colour emoji font, reactions show as empty boxes in the screenshots.
+  const emoji = spawnSync('fc-list', [':charset=1f44d'], { encoding: 'utf8' })
+  if (emoji.status === 0 && emoji.stdout.trim() === '' && process.getuid?.() === 0 && await which('apt-get')) {
+    run('apt-get', ['install', '-y', '-qq', 'fonts-noto-color-emoji'], log)
+  }
+  return found
 }
 
 async function ensureFerretDb (log: Log): Promise<string> {

@@ -9,15 +9,17 @@ import { spawn } from 'node:child_process'
 import { readdirSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { provideServers, startRedisCluster } from './embedded.js'
+import { buildWebApp } from './build-web.js'
+import { ensureChromium, provideServers, startRedisCluster } from './embedded.js'
 
 const say = (message: string): void => { console.log(`[test] ${message}`) }
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const tapBin = join(root, 'node_modules', '.bin', 'tap')
 // Files that bring their own Redis (fault tests stop and restart it; the
-// failover test kills a node of a cluster of its own),
-// start no app, or spawn `npm start` with its own servers: nothing to learn on a cluster.
-const singleRedisOnly = new Set(['config.test.ts', 'openapi.test.ts', 'server.test.ts', 'health.test.ts', 'outage.test.ts', 'cluster.test.ts'])
+// failover test kills a node of a cluster of its own), start no app, spawn
+// `npm start` with its own servers, or drive the browser (the SDK under it is
+// covered on the cluster by sdk.test.ts): nothing more to learn on a cluster.
+const singleRedisOnly = new Set(['config.test.ts', 'openapi.test.ts', 'server.test.ts', 'health.test.ts', 'outage.test.ts', 'cluster.test.ts', 'web-app.test.ts'])
 
 const mode = process.env.TEST_REDIS ?? 'both'
 if (!['both', 'single', 'cluster'].includes(mode)) throw new Error(`TEST_REDIS must be both, single or cluster (got ${mode})`)
@@ -31,7 +33,7 @@ const clusterFiles = files.length > 0
 interface Summary { pass: number, fail: number }
 
 async function tap (tapArgs: string[], env: NodeJS.ProcessEnv): Promise<{ code: number, summary?: Summary }> {
-  const child = spawn(tapBin, tapArgs, { stdio: ['inherit', 'pipe', 'inherit'], env: { ...process.env, ...env } })
+  const child = spawn(tapBin, tapArgs, { stdio: ['inherit', 'pipe', 'inherit'], env: { ...process.env, CHROMIUM_PATH, ...env } })
   // tap's own summary is `# { total: N, pass: P, fail: F, ... }`; it is repeated
   // at the end as the plain "P passed, F failed" line that CI systems read.
   let summary: Summary | undefined
@@ -59,6 +61,9 @@ async function tap (tapArgs: string[], env: NodeJS.ProcessEnv): Promise<{ code: 
   return { code, summary }
 }
 
+// The browser test drives the built web app in the Debian Chromium.
+await buildWebApp()
+const CHROMIUM_PATH = await ensureChromium(say)
 const servers = await provideServers(process.env, { log: say })
 const results: Array<{ pass: string, code: number, summary?: Summary }> = []
 try {
