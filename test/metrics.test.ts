@@ -59,3 +59,23 @@ t.test('without METRICS_TOKEN there is no /metrics', async (t) => {
   const app = await build(t)
   t.equal((await app.inject({ url: '/metrics' })).statusCode, 404)
 })
+
+t.test('the Grafana dashboard (grafana/parley-dashboard.json) only charts metrics the app exports', async (t) => {
+  const { readFile } = await import('node:fs/promises')
+  const dashboard = JSON.parse(await readFile(new URL('../grafana/parley-dashboard.json', import.meta.url), 'utf8')) as { panels: Array<{ title: string, targets: Array<{ expr: string }> }> }
+  const app = await build(t, { METRICS_TOKEN: TOKEN })
+  // Traffic first, so that every labelled series has a sample.
+  const [ada, bob] = [await createUser(app), await createUser(app)]
+  await directConversation(app, ada, bob)
+  const exported = new Set((await app.inject({ url: '/metrics', headers: { authorization: `Bearer ${TOKEN}` } })).body
+    .split('\n').filter((line) => line.startsWith('# TYPE ')).map((line) => line.split(' ')[2]!))
+  t.ok(dashboard.panels.length >= 10)
+  for (const panel of dashboard.panels) {
+    for (const { expr } of panel.targets) {
+      for (const name of expr.match(/parley_[a-z0-9_]+/g) ?? []) {
+        const base = name.replace(/_(bucket|count|sum)$/, '')
+        t.ok(exported.has(name) || exported.has(base), `${panel.title}: ${name} is exported`)
+      }
+    }
+  }
+})
