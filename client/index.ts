@@ -121,6 +121,15 @@ export class ParleyClient {
     updateProfile: async (patch: ProfilePatch) => (this.user = await this.http.request<SelfUser>('PATCH', '/api/users/me', { body: patch })),
     setAvatar: async (image: Blob, filename = 'avatar') => (this.user = await this.http.request<SelfUser>('PUT', '/api/users/me/avatar', { form: imageForm(image, filename) })),
     removeAvatar: async () => (this.user = await this.http.request<SelfUser>('DELETE', '/api/users/me/avatar')),
+    /** Everything the server holds about you, as one JSON document. */
+    exportData: () => this.http.request<Static<typeof Chat.AccountExport>>('GET', '/api/users/me/export'),
+    /** Erases your account (irreversible; see the API docs); signs this client out. */
+    deleteAccount: async (password: string) => {
+      await this.http.request<Ok>('DELETE', '/api/users/me', { body: { password } })
+      this.realtime.close()
+      this.http.forget(null)
+      this.user = null
+    },
     block: (id: string) => this.http.request<Ok>('PUT', `/api/users/${id}/block`),
     unblock: (id: string) => this.http.request<Ok>('DELETE', `/api/users/${id}/block`)
   }

@@ -1,4 +1,5 @@
 import fp from 'fastify-plugin'
+import { createAccountDataService, type AccountDataService } from '../services/account-data.js'
 import { createConversationService, type ConversationService } from '../services/conversations.js'
 import { createMediaService, type MediaService } from '../services/media.js'
 import { createMessageService, type MessageService } from '../services/messages.js'
@@ -15,6 +16,8 @@ declare module 'fastify' {
     messages: MessageService
     /** Redis copies of what clients read all the time, rebuilt from MongoDB on a miss. */
     readModel: ReadModel
+    /** A user's data export and the erasure of their account. */
+    accountData: AccountDataService
   }
 }
 
@@ -49,4 +52,5 @@ export default fp(async (fastify) => {
   fastify.decorate('media', media)
   fastify.decorate('conversations', conversations)
   fastify.decorate('messages', messages)
+  fastify.decorate('accountData', createAccountDataService({ db, users: fastify.users, sessions: fastify.sessions, readModel, toMessageView }))
 }, { name: 'chat', dependencies: ['config', 'db', 'redis', 'accounts', 'events', 'metrics'] })

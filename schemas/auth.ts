@@ -30,6 +30,9 @@ export const RefreshBody = Type.Object({
 }, strict)
 export const ResetBody = Type.Object({ email: Email, code: Code, newPassword: Password }, strict)
 export const ChangePasswordBody = Type.Object({ currentPassword: Type.String({ minLength: 1, maxLength: PASSWORD_MAX }), newPassword: Password }, strict)
+export const DeleteAccountBody = Type.Object({
+  password: Type.String({ minLength: 1, maxLength: PASSWORD_MAX, description: 'Your current password, to confirm' })
+}, strict)
 export const SessionParams = Type.Object({ id: Type.String({ pattern: '^[A-Za-z0-9_-]{22}$', description: 'Session id' }) }, strict)
 
 export const PublicUser = Type.Object({

@@ -1,5 +1,5 @@
 import { Type } from '@sinclair/typebox'
-import { ObjectIdString, PublicUser } from './auth.js'
+import { ObjectIdString, PublicUser, SelfUser } from './auth.js'
 import { ref, MAX_INT } from './common.js'
 
 const strict = { additionalProperties: false } as const
@@ -88,6 +88,16 @@ export const Message = Type.Object({
   deleted: Type.Boolean(),
   deletedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()])
 }, { $id: 'Message', title: 'Message' })
+
+export const AccountExport = Type.Object({
+  exportedAt: Type.String({ format: 'date-time' }),
+  profile: SelfUser,
+  sessions: Type.Array(Type.Object({}, { additionalProperties: true })),
+  blocked: Type.Array(Type.Object({ userId: ObjectIdString, since: Type.String({ format: 'date-time' }) })),
+  media: Type.Array(Type.Object({}, { additionalProperties: true }), { description: 'Your uploads (avatar, attachments): metadata and URL' }),
+  conversations: Type.Array(Type.Object({}, { additionalProperties: true }), { description: 'Conversations you are a member of' }),
+  messages: Type.Array(ref(Message), { description: 'Every message you sent, oldest first' })
+}, { description: 'Everything Parley holds about you, as one JSON document (downloaded as parley-export.json)' })
 
 export const ClientMsgId = Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9_-]+$', description: 'Chosen by the client (e.g. a UUID); resending the same one returns the original message', examples: ['6f1c2a8e-1d3b-4c55-9a3e-2b7c9f0e1a42'] })
 export const SendBody = Type.Object({

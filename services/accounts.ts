@@ -136,7 +136,9 @@ export function createAccountService (opts: AccountServiceOptions) {
   }
 
   async function login (input: { login: string, password: string }, meta: SessionMeta): Promise<SignedIn> {
-    const user = await users.findByLogin(input.login)
+    const found = await users.findByLogin(input.login)
+    // An erased account is as unknown as one that never existed.
+    const user = found?.deletedAt === undefined ? found : null
     // Unknown logins are locked out like real accounts, so lockouts reveal nothing.
     const lockKey = user ? `user:${user._id.toHexString()}` : `login:${emailKey(hashSecret, input.login.toLowerCase())}`
     const state = await loginFailures.get(lockKey)
@@ -202,5 +204,19 @@ export function createAccountService (opts: AccountServiceOptions) {
     await sessions.revokeAll(userId, sessionId)
   }
 
-  return { register, resendRegistration, verifyRegistration, login, refresh, forgotPassword, resetPassword, changePassword }
+  /** Checks the user's password before something irreversible (erasing the account); wrong guesses count towards the lockout. */
+  async function confirmPassword (userId: string, password: string): Promise<UserDoc> {
+    const user = await users.findById(userId)
+    if (!user || user.deletedAt !== undefined) throw new InvalidCredentials()
+    const lockKey = `user:${userId}`
+    const state = await loginFailures.get(lockKey)
+    if (state && state.consumedPoints >= loginFailures.points) throw withRetryAfter(new AccountLocked(), state.msBeforeNext / 1000)
+    if (!await verifyPassword(user.passwordHash, password)) {
+      await loginFailures.penalty(lockKey, 1)
+      throw new WrongPassword()
+    }
+    return user
+  }
+
+  return { register, resendRegistration, verifyRegistration, login, refresh, forgotPassword, resetPassword, changePassword, confirmPassword }
 }

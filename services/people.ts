@@ -64,7 +64,8 @@ export function createPeopleService (db: Db, users: UserService, readModel: Read
   async function search (query: string, limit: number, cursor?: string): Promise<{ users: PublicUser[], nextCursor: string | null }> {
     const q = query.toLowerCase()
     const prefix = (field: string): Filter<UserDoc> => ({ [field]: { $gte: q, $lt: `${q}\uffff` } })
-    const filter: Filter<UserDoc> = { $or: [prefix('usernameLower'), prefix('displayNameLower')] }
+    // Erased accounts are not in the directory.
+    const filter: Filter<UserDoc> = { $or: [prefix('usernameLower'), prefix('displayNameLower')], deletedAt: { $exists: false } }
     const after = cursor ? decodeCursor(cursor, isCursor).u : undefined
     const docs = await users.collection
       .find(after === undefined ? filter : { $and: [filter, { usernameLower: { $gt: after } }] }, { projection: { passwordHash: 0, email: 0 } })

@@ -16,6 +16,8 @@ export interface UserDoc {
   updatedAt: Date
   passwordChangedAt: Date
   lastSeenAt: Date | null
+  /** Set when the account was erased (services/account-data.ts): it stays only as "Deleted user". */
+  deletedAt?: Date
 }
 
 export type PublicUser = Static<typeof PublicUserSchema>

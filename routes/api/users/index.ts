@@ -1,10 +1,12 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { Readable } from 'node:stream'
 import { Type } from '@sinclair/typebox'
-import { SelfUser } from '../../../schemas/auth.js'
-import { IdParams, ImageUpload, ProfilePatch, PublicUser, UserPage, UserSearchQuery } from '../../../schemas/chat.js'
+import { DeleteAccountBody, SelfUser } from '../../../schemas/auth.js'
+import { AccountExport, IdParams, ImageUpload, ProfilePatch, PublicUser, UserPage, UserSearchQuery } from '../../../schemas/chat.js'
 import { errorResponses, ref, bearerOrCookie, uploadRoute } from '../../../schemas/common.js'
 import { toSelfUser } from '../../../services/users.js'
 import { readImageUpload } from '../../../services/uploads.js'
+import { UserNotFound } from '../../../services/people.js'
 
 const tags = ['users']
 const Done = Type.Object({ status: Type.Literal('ok') })
@@ -50,6 +52,40 @@ const users: FastifyPluginAsyncTypebox = async (fastify) => {
     const { user, previous } = await fastify.people.setAvatar(request.user.id, null)
     if (previous) await fastify.media.delete(previous)
     return toSelfUser(user)
+  })
+
+  fastify.get('/me/export', {
+    // Streams everything the user has: on the upload budget (30 a minute by default), not the general one.
+    config: { rateBucket: 'upload' },
+    schema: {
+      tags,
+      security: bearerOrCookie,
+      summary: 'Download your data (profile, sessions, blocks, media, conversations, every message you sent) as JSON',
+      // Documented as the JSON it is; sent as a stream (one document, however many messages).
+      response: { 200: Type.Unsafe<Readable>(AccountExport), ...errorResponses(401, 500) }
+    }
+  }, async (request, reply) => {
+    const user = await fastify.accountData.findUser(request.user.id)
+    if (!user) throw new UserNotFound()
+    reply.type('application/json; charset=utf-8').header('content-disposition', 'attachment; filename="parley-export.json"')
+    return reply.send(fastify.accountData.exportData(user))
+  })
+
+  fastify.delete('/me', {
+    schema: {
+      tags,
+      security: bearerOrCookie,
+      summary: 'Erase your account (confirm with your password)',
+      description: 'Irreversible. Every session ends and sockets close (4001); email, username, display name, bio, avatar and password are erased; your uploads are deleted; your messages stay in their conversations, shown as from "Deleted user". The email and username can be registered again. Wrong password: 403 WRONG_PASSWORD (counts towards the sign-in lockout).',
+      body: DeleteAccountBody,
+      response: { 200: Done, ...errorResponses(400, 401, 403, 415, 500) }
+    }
+  }, async (request, reply) => {
+    const user = await fastify.accounts.confirmPassword(request.user.id, request.body.password)
+    await fastify.accountData.erase(user)
+    reply.clearCookie(fastify.cookieNames.access, { path: '/' })
+    reply.clearCookie(fastify.cookieNames.refresh, { path: '/api/auth' })
+    return { status: 'ok' as const }
   })
 
   fastify.get('/', {
