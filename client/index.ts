@@ -29,6 +29,7 @@ export type MediaInfo = Static<typeof Chat.MediaInfo>
 export type NewConversation = Static<typeof Chat.CreateConversationBody>
 export type ProfilePatch = Static<typeof Chat.ProfilePatch>
 export type ReadState = Static<typeof Chat.ReadState>
+export type ThreadPage = Static<typeof Chat.ThreadPage>
 export type UserPage = Static<typeof Chat.UserPage>
 
 export interface ParleyClientOptions extends HttpOptions {
@@ -116,6 +117,8 @@ export class ParleyClient {
   // ---- people -------------------------------------------------------------------
 
   readonly users = {
+    /** Your own profile (with email). */
+    me: async () => (this.user = await this.http.request<SelfUser>('GET', '/api/users/me')),
     get: (id: string) => this.http.request<PublicUser>('GET', `/api/users/${id}`),
     search: (q: string, options: { cursor?: string, limit?: number } = {}) => this.http.request<UserPage>('GET', '/api/users', { query: { q, ...options } }),
     updateProfile: async (patch: ProfilePatch) => (this.user = await this.http.request<SelfUser>('PATCH', '/api/users/me', { body: patch })),
@@ -191,8 +194,13 @@ export class ParleyClient {
     }.bind(this),
     changes: (conversationId: string, since: number, limit?: number) => this.http.request<ChangesPage>('GET', `/api/conversations/${conversationId}/changes`, { query: { since, limit } }),
     /** Sends over HTTP (idempotent by clientMsgId). `realtime.send` adds the outbox and retries. */
-    send: (conversationId: string, body: { text?: string, attachments?: string[], clientMsgId: string }) =>
+    send: (conversationId: string, body: { text?: string, attachments?: string[], clientMsgId: string, replyTo?: string }) =>
       this.http.request<Message>('POST', `/api/conversations/${conversationId}/messages`, { body }),
+    /** A thread (by its first message's seq): the root, a page of replies after `after`, your unread count in it. */
+    thread: (conversationId: string, rootSeq: number, options: { after?: number, limit?: number } = {}) =>
+      this.http.request<ThreadPage>('GET', `/api/conversations/${conversationId}/threads/${rootSeq}`, { query: options }),
+    markThreadRead: (conversationId: string, rootSeq: number, seq: number) =>
+      this.http.request<ReadState>('POST', `/api/conversations/${conversationId}/threads/${rootSeq}/read`, { body: { seq } }),
     edit: (id: string, text: string) => this.http.request<Message>('PATCH', `/api/messages/${id}`, { body: { text } }),
     delete: (id: string) => this.http.request<Message>('DELETE', `/api/messages/${id}`),
     react: (id: string, emoji: string) => this.http.request<Message>('PUT', `/api/messages/${id}/reactions/${encodeURIComponent(emoji)}`),

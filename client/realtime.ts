@@ -178,12 +178,13 @@ export class Realtime {
   }
 
   /** Sends a message through the outbox: resolves with the stored message once acknowledged, however many reconnects that takes. */
-  async send (input: { conversationId: string, text?: string, attachments?: string[], clientMsgId?: string }): Promise<MessageView> {
+  async send (input: { conversationId: string, text?: string, attachments?: string[], replyTo?: string, clientMsgId?: string }): Promise<MessageView> {
     const pending: PendingMessage = {
       clientMsgId: input.clientMsgId ?? randomId(),
       conversationId: input.conversationId,
       text: input.text,
       attachments: input.attachments,
+      replyTo: input.replyTo,
       queuedAt: Date.now()
     }
     await this.options.outbox.put(pending)
@@ -431,7 +432,7 @@ export class Realtime {
   private transmit (pending: PendingMessage): void {
     if (this.inFlight.has(pending.clientMsgId)) return
     this.inFlight.add(pending.clientMsgId)
-    const data = { conversationId: pending.conversationId, clientMsgId: pending.clientMsgId, ...(pending.text !== undefined ? { text: pending.text } : {}), ...(pending.attachments ? { attachments: pending.attachments } : {}) }
+    const data = { conversationId: pending.conversationId, clientMsgId: pending.clientMsgId, ...(pending.text !== undefined ? { text: pending.text } : {}), ...(pending.attachments ? { attachments: pending.attachments } : {}), ...(pending.replyTo ? { replyTo: pending.replyTo } : {}) }
     this.request('send', data).then(async (ack) => {
       this.inFlight.delete(pending.clientMsgId)
       await this.options.outbox.delete(pending.clientMsgId)

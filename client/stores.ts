@@ -14,6 +14,7 @@ export interface PendingMessage {
   conversationId: string
   text?: string
   attachments?: string[]
+  replyTo?: string
   queuedAt: number
 }
 

@@ -86,7 +86,19 @@ export const Message = Type.Object({
   createdAt: Type.String({ format: 'date-time' }),
   editedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
   deleted: Type.Boolean(),
-  deletedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()])
+  deletedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+  replyTo: Type.Union([Type.Object({
+    id: ObjectIdString,
+    seq: Type.Integer({ maximum: MAX_INT }),
+    rootSeq: Type.Integer({ maximum: MAX_INT, description: 'Seq of the thread\'s first message (the parent\'s seq, or its root when the parent is itself a reply)' }),
+    senderId: ObjectIdString,
+    preview: Type.String({ description: 'The parent\'s text as it was when replied to (first 120 characters); empty once deleted' }),
+    deleted: Type.Boolean({ description: 'The parent was deleted: show a tombstone' })
+  }), Type.Null()], { description: 'The message this one replies to' }),
+  thread: Type.Union([Type.Object({
+    replyCount: Type.Integer({ maximum: MAX_INT }),
+    lastReplyAt: Type.String({ format: 'date-time' })
+  }), Type.Null()], { description: 'On a thread\'s first message: its replies so far' })
 }, { $id: 'Message', title: 'Message' })
 
 export const AccountExport = Type.Object({
@@ -103,7 +115,8 @@ export const ClientMsgId = Type.String({ minLength: 1, maxLength: 64, pattern: '
 export const SendBody = Type.Object({
   clientMsgId: ClientMsgId,
   text: Type.Optional(Type.String({ maxLength: 100000, description: 'Up to MESSAGE_MAX_LENGTH characters' })),
-  attachments: Type.Optional(Type.Array(ObjectIdString, { maxItems: 100, uniqueItems: true, description: 'Ids from POST /api/media' }))
+  attachments: Type.Optional(Type.Array(ObjectIdString, { maxItems: 100, uniqueItems: true, description: 'Ids from POST /api/media' })),
+  replyTo: Type.Optional(ObjectIdString)
 }, strict)
 export const EditBody = Type.Object({ text: Type.String({ minLength: 1, maxLength: 100000 }) }, strict)
 export const HistoryQuery = Type.Object({
@@ -118,6 +131,18 @@ export const ChangesPage = Type.Object({
   cursor: Type.Integer({ maximum: MAX_INT, description: 'Pass as `since` for the next page' }),
   hasMore: Type.Boolean(),
   lastSeq: Type.Integer({ maximum: MAX_INT })
+})
+export const ThreadParams = Type.Object({ id: ObjectIdString, seq: Type.Integer({ minimum: 1, maximum: MAX_INT, description: 'Seq of the thread\'s first message' }) }, strict)
+export const ThreadQuery = Type.Object({
+  after: Type.Optional(Type.Integer({ maximum: MAX_INT, minimum: 0, description: 'Replies with seq above this' })),
+  limit: Type.Optional(Limit(100, 50))
+}, strict)
+export const ThreadPage = Type.Object({
+  root: ref(Message),
+  replies: Type.Array(ref(Message), { description: 'Ascending by seq' }),
+  hasMore: Type.Boolean(),
+  lastReadSeq: Type.Integer({ maximum: MAX_INT, description: 'Your read position in this thread' }),
+  unreadCount: Type.Integer({ maximum: MAX_INT, description: 'Replies from others after it' })
 })
 export const ReadBody = Type.Object({ seq: Type.Integer({ maximum: MAX_INT, minimum: 0 }) }, strict)
 export const ReadState = Type.Object({ lastReadSeq: Type.Integer({ maximum: MAX_INT }), unreadCount: Type.Integer({ maximum: MAX_INT }) })

@@ -14,7 +14,8 @@ export const requestData = {
     conversationId: ObjectIdString,
     clientMsgId: ClientMsgId,
     text: Type.Optional(Type.String({ maxLength: 100000 })),
-    attachments: Type.Optional(Type.Array(ObjectIdString, { maxItems: 100, uniqueItems: true }))
+    attachments: Type.Optional(Type.Array(ObjectIdString, { maxItems: 100, uniqueItems: true })),
+    replyTo: Type.Optional(ObjectIdString)
   }, { ...strict, description: 'Send a message; acked with the stored message (same service, idempotency and seq as HTTP)' }),
   edit: Type.Object({ messageId: ObjectIdString, text: Type.String({ minLength: 1, maxLength: 100000 }) }, { ...strict, description: 'Edit your message' }),
   delete: Type.Object({ messageId: ObjectIdString }, { ...strict, description: 'Delete your message' }),

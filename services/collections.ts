@@ -24,6 +24,8 @@ export const indexes: Record<string, IndexDescription[]> = {
     { key: { conversationId: 1, changeSeq: 1 }, name: 'conversation_change_unique', unique: true },
     // Idempotency: one message per sender and clientMsgId in a conversation.
     { key: { conversationId: 1, senderId: 1, clientMsgId: 1 }, name: 'client_msg_unique', unique: true },
+    // Threads: the replies to one root, by seq (pages, counts, the replies that quote a message).
+    { key: { conversationId: 1, 'replyTo.rootSeq': 1, seq: 1 }, name: 'thread' },
     // A user's own messages, for their data export (rare, but must not scan every message).
     { key: { senderId: 1, createdAt: 1, _id: 1 }, name: 'sender' }
   ]

@@ -63,6 +63,8 @@ export interface MembershipDoc {
   lastReadSeq: number
   mutedUntil: Date | null
   joinedAt: Date
+  /** Read position in each thread the member opened, by the root's seq (`s<seq>`). */
+  threadReads?: Record<string, number>
 }
 
 export type ConversationView = Static<typeof Conversation>
@@ -304,6 +306,19 @@ export function createConversationService (db: Db, people: PeopleService, readMo
   }
 
   /** Read up to `seq` (clamped to the last message); never moves backwards. */
+  async function threadReadSeq (conversationId: string, userId: string, rootSeq: number): Promise<number> {
+    const doc = await memberships.findOne({ _id: membershipId(conversationId, userId) }, { projection: { threadReads: 1 } })
+    return doc?.threadReads?.[`s${rootSeq}`] ?? 0
+  }
+
+  /** Moves the member's read position in a thread forward (never back); returns it. */
+  async function markThreadRead (conversationId: string, userId: string, rootSeq: number, seq: number): Promise<number> {
+    const doc = await getForMember(conversationId, userId)
+    const target = Math.min(seq, doc.lastSeq)
+    const after = await memberships.findOneAndUpdate({ _id: membershipId(conversationId, userId) }, { $max: { [`threadReads.s${rootSeq}`]: target } }, { returnDocument: 'after' })
+    return after?.threadReads?.[`s${rootSeq}`] ?? target
+  }
+
   async function markRead (conversationId: string, userId: string, seq: number): Promise<{ lastReadSeq: number, unreadCount: number }> {
     const doc = await getForMember(conversationId, userId)
     const target = Math.min(seq, doc.lastSeq)
@@ -335,6 +350,8 @@ export function createConversationService (db: Db, people: PeopleService, readMo
     removeMember,
     mute,
     markRead,
+    threadReadSeq,
+    markThreadRead,
     memberConversationIds,
     contacts
   }

@@ -36,6 +36,8 @@ export const TooManyAttachments = createError('TOO_MANY_ATTACHMENTS', 'At most %
 export const TooManyReactions = createError('TOO_MANY_REACTIONS', 'This message has as many reactions as it can take', 409)
 export const ClientMsgIdReused = createError('CLIENT_MSG_ID_REUSED', 'This clientMsgId was already used for a different message', 409)
 export const Busy = createError('CONVERSATION_BUSY', 'The conversation is busy; retry', 503)
+export const ReplyTargetNotFound = createError('REPLY_TARGET_NOT_FOUND', 'replyTo must be a message of the same conversation', 400)
+export const ThreadNotFound = createError('THREAD_NOT_FOUND', 'No message with this seq starts a thread here', 404)
 
 const MAX_REACTIONS_PER_MESSAGE = 200
 /** The most one page of changes may weigh, as JSON. */
@@ -65,6 +67,10 @@ export interface MessageDoc {
   createdAt: Date
   editedAt: Date | null
   deletedAt: Date | null
+  /** A reply: its parent (a snapshot of it, a tombstone once the parent is deleted) and the root of its thread. */
+  replyTo?: { id: string, seq: number, rootSeq: number, senderId: string, preview: string, deleted: boolean }
+  /** A thread's root: how many replies it has and when the last came (kept under the conversation lock). */
+  thread?: { replyCount: number, lastReplyAt: Date }
 }
 
 export type MessageView = Static<typeof Message>
@@ -86,7 +92,9 @@ export function toMessageView (m: MessageDoc): MessageView {
     createdAt: m.createdAt.toISOString(),
     editedAt: m.editedAt?.toISOString() ?? null,
     deleted: m.deletedAt !== null,
-    deletedAt: m.deletedAt?.toISOString() ?? null
+    deletedAt: m.deletedAt?.toISOString() ?? null,
+    replyTo: m.replyTo ?? null,
+    thread: m.thread ? { replyCount: m.thread.replyCount, lastReplyAt: m.thread.lastReplyAt.toISOString() } : null
   }
 }
 
@@ -104,6 +112,8 @@ export interface SendInput {
   clientMsgId: string
   text?: string
   attachments?: string[]
+  /** The id of the message this one replies to (same conversation). */
+  replyTo?: string
 }
 
 export interface MessageLimits {
@@ -210,6 +220,7 @@ export function createMessageService (deps: {
     const conversation = await conversations.getForMember(conversationId, senderId)
     validateContent(input)
     await assertMayWrite(conversation, senderId)
+    const replyTo = input.replyTo === undefined ? undefined : await replyTarget(conversationId, input.replyTo)
     const attachments = input.attachments?.length ? await media.claimAttachments(senderId, input.attachments, conversationId) : []
 
     const stored = await withConversationLock(conversationId, async () => {
@@ -228,7 +239,8 @@ export function createMessageService (deps: {
           reactions: [],
           createdAt: new Date(),
           editedAt: null,
-          deletedAt: null
+          deletedAt: null,
+          ...(replyTo ? { replyTo } : {})
         }
         try {
           await messages.insertOne(doc)
@@ -260,7 +272,41 @@ export function createMessageService (deps: {
     } else if (!sameContent(stored.doc, input)) {
       throw new ClientMsgIdReused()
     }
+    // The thread's root learns its new count (also after a resend whose first attempt stopped before this).
+    if (stored.doc.replyTo) await threadChanged(conversationId, stored.doc.replyTo.rootSeq, senderId)
     return { message, created: stored.created }
+  }
+
+  /** The parent of a reply, as the snapshot the reply keeps. Replies to a reply join the parent's thread. */
+  async function replyTarget (conversationId: string, messageId: string): Promise<NonNullable<MessageDoc['replyTo']>> {
+    const _id = parseObjectId(messageId)
+    const parent = _id ? await messages.findOne({ _id }) : null
+    if (!parent || parent.conversationId !== conversationId) throw new ReplyTargetNotFound()
+    return {
+      id: parent._id.toHexString(),
+      seq: parent.seq,
+      rootSeq: parent.replyTo?.rootSeq ?? parent.seq,
+      senderId: parent.senderId,
+      preview: parent.deletedAt ? '' : preview(parent),
+      deleted: parent.deletedAt !== null
+    }
+  }
+
+  /**
+   * Recounts a thread onto its root, as a change of the root (a new change
+   * number and a message.updated event, so catch-up covers it). Counted, not
+   * incremented: a reply whose sender stopped before this is counted by the next one.
+   */
+  async function threadChanged (conversationId: string, rootSeq: number, actingUserId: string): Promise<void> {
+    const rootId = messageIdFor(conversationId, rootSeq).toHexString()
+    await change(rootId, actingUserId, () => {}, async () => {
+      const filter = { conversationId, 'replyTo.rootSeq': rootSeq }
+      const [replyCount, last] = await Promise.all([
+        messages.countDocuments(filter),
+        messages.find(filter).sort({ conversationId: 1, 'replyTo.rootSeq': 1, seq: -1 }).limit(1).next()
+      ])
+      return { $set: { thread: { replyCount, lastReplyAt: last?.createdAt ?? new Date() } } }
+    }, 'message.updated')
   }
 
   // $max keeps the counters from ever going back; the stored result goes to
@@ -299,7 +345,7 @@ export function createMessageService (deps: {
   }
 
   /** Applies `update` with the next change number, under the conversation lock, and announces the result. */
-  async function change (messageId: string, userId: string, check: (m: MessageDoc) => void, update: (m: MessageDoc) => MessageUpdate, eventType: 'message.updated' | 'message.deleted' | 'reaction.updated'): Promise<MessageView> {
+  async function change (messageId: string, userId: string, check: (m: MessageDoc) => void, update: (m: MessageDoc) => MessageUpdate | Promise<MessageUpdate>, eventType: 'message.updated' | 'message.deleted' | 'reaction.updated'): Promise<MessageView> {
     const { message, conversation } = await loadForMember(messageId, userId)
     check(message)
     const updated = await withConversationLock(message.conversationId, async () => {
@@ -309,7 +355,7 @@ export function createMessageService (deps: {
         check(fresh)
         const now = await current(message.conversationId)
         const changeSeq = now.changeSeq + 1
-        const operations = update(fresh)
+        const operations = await update(fresh)
         let result: MessageDoc | null
         try {
           result = await messages.findOneAndUpdate({ _id: message._id }, { ...operations, $set: { ...operations.$set, changeSeq } }, { returnDocument: 'after' })
@@ -353,8 +399,43 @@ export function createMessageService (deps: {
     return change(messageId, userId, assertSender(userId), () => ({ $set: { text, editedAt: new Date() } }), 'message.updated')
   }
 
-  function remove (messageId: string, userId: string): Promise<MessageView> {
-    return change(messageId, userId, assertSender(userId), () => ({ $set: { text: null, attachments: [], reactions: [], deletedAt: new Date() } }), 'message.deleted')
+  async function remove (messageId: string, userId: string): Promise<MessageView> {
+    const removed = await change(messageId, userId, assertSender(userId), () => ({ $set: { text: null, attachments: [], reactions: [], deletedAt: new Date() } }), 'message.deleted')
+    // Its direct replies quote it: their quote becomes a tombstone (each a change of its own).
+    const rootSeq = removed.replyTo?.rootSeq ?? removed.seq
+    const replies = await messages.find({ conversationId: removed.conversationId, 'replyTo.rootSeq': rootSeq, 'replyTo.seq': removed.seq }, { projection: { _id: 1 } }).toArray()
+    for (const reply of replies) {
+      await change(reply._id.toHexString(), userId, () => {}, () => ({ $set: { 'replyTo.preview': '', 'replyTo.deleted': true } }), 'message.updated')
+    }
+    return removed
+  }
+
+  /**
+   * A thread: its root and a page of its replies by seq (after `after`,
+   * ascending), with the caller's read position in it and how many replies
+   * from others they have not read.
+   */
+  async function thread (conversationId: string, userId: string, rootSeq: number, opts: { after?: number, limit: number }): Promise<{ root: MessageView, replies: MessageView[], hasMore: boolean, lastReadSeq: number, unreadCount: number }> {
+    await conversations.getForMember(conversationId, userId)
+    const root = await messages.findOne({ _id: messageIdFor(conversationId, rootSeq) })
+    if (!root || root.conversationId !== conversationId || root.replyTo) throw new ThreadNotFound()
+    const filter = { conversationId, 'replyTo.rootSeq': rootSeq }
+    const [docs, lastReadSeq] = await Promise.all([
+      messages.find({ ...filter, seq: { $gt: opts.after ?? 0 } }).sort({ conversationId: 1, 'replyTo.rootSeq': 1, seq: 1 }).limit(opts.limit + 1).toArray(),
+      conversations.threadReadSeq(conversationId, userId, rootSeq)
+    ])
+    const unreadCount = await messages.countDocuments({ ...filter, seq: { $gt: lastReadSeq }, senderId: { $ne: userId } })
+    return { root: toMessageView(root), replies: docs.slice(0, opts.limit).map(toMessageView), hasMore: docs.length > opts.limit, lastReadSeq, unreadCount }
+  }
+
+  /** The caller has read the thread up to `seq`. */
+  async function markThreadRead (conversationId: string, userId: string, rootSeq: number, seq: number): Promise<{ lastReadSeq: number, unreadCount: number }> {
+    await conversations.getForMember(conversationId, userId)
+    const root = await messages.findOne({ _id: messageIdFor(conversationId, rootSeq) }, { projection: { replyTo: 1, conversationId: 1 } })
+    if (!root || root.conversationId !== conversationId || root.replyTo) throw new ThreadNotFound()
+    const lastReadSeq = await conversations.markThreadRead(conversationId, userId, rootSeq, seq)
+    const unreadCount = await messages.countDocuments({ conversationId, 'replyTo.rootSeq': rootSeq, seq: { $gt: lastReadSeq }, senderId: { $ne: userId } })
+    return { lastReadSeq, unreadCount }
   }
 
   function react (messageId: string, userId: string, emoji: string, on: boolean): Promise<MessageView> {
@@ -420,5 +501,5 @@ export function createMessageService (deps: {
     return docs.map(toMessageView)
   }
 
-  return { collection: messages, send, edit, remove, react, history, changes, search }
+  return { collection: messages, send, edit, remove, react, history, changes, search, thread, markThreadRead }
 }

@@ -352,7 +352,13 @@ export function createReadModel (deps: {
     for (let seq = cachedFrom; seq <= to; seq++) seqs.push(seq)
     const cached = seqs.length > 0 ? await r.hmget(keys.window(conversationId), ...seqs.map(String)) : []
     const found = new Map<number, MessageView>()
-    seqs.forEach((seq, i) => { const raw = cached[i]; if (raw) found.set(seq, JSON.parse(splitVersioned(raw)) as MessageView) })
+    seqs.forEach((seq, i) => {
+      const raw = cached[i]
+      // Copies cached before messages had replies and threads lack the two fields.
+      if (!raw) return
+      const view = JSON.parse(splitVersioned(raw)) as MessageView
+      found.set(seq, { ...view, replyTo: view.replyTo ?? null, thread: view.thread ?? null })
+    })
     const missing = seqs.filter((seq) => !found.has(seq))
     counted('message', found.size, missing.length)
     const dbFrom = from < windowFrom ? from : missing[0]

@@ -1,7 +1,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import {
   AddMembersBody, ChangesPage, ChangesQuery, Conversation, ConversationListQuery, ConversationPage, ConversationPatch,
-  CreateConversationBody, HistoryQuery, IdParams, MemberParams, Message, MessagePage, MuteBody, ReadBody, ReadState, SendBody
+  CreateConversationBody, HistoryQuery, IdParams, MemberParams, Message, MessagePage, MuteBody, ReadBody, ReadState, SendBody,
+  ThreadPage, ThreadParams, ThreadQuery
 } from '../../../schemas/chat.js'
 import { errorResponses, ref, bearerOrCookie } from '../../../schemas/common.js'
 import { Type } from '@sinclair/typebox'
@@ -153,6 +154,29 @@ const conversations: FastifyPluginAsyncTypebox = async (fastify) => {
       response: { 200: ReadState, ...errorResponses(400, 401, 404, 413, 415, 500) }
     }
   }, async (request) => service.markRead(request.params.id, request.user.id, request.body.seq))
+
+  fastify.get('/:id/threads/:seq', {
+    schema: {
+      tags,
+      security: bearerOrCookie,
+      summary: 'A thread: its first message and a page of its replies (after a seq), with your unread count in it',
+      description: 'Send with `replyTo` to reply. A reply to a reply joins the same thread. Replies are also ordinary messages of the conversation (history, catch-up, search).',
+      params: ThreadParams,
+      querystring: ThreadQuery,
+      response: { 200: ThreadPage, ...errorResponses(400, 401, 404, 500) }
+    }
+  }, async (request) => messages.thread(request.params.id, request.user.id, request.params.seq, { after: request.query.after, limit: request.query.limit ?? 50 }))
+
+  fastify.post('/:id/threads/:seq/read', {
+    schema: {
+      tags,
+      security: bearerOrCookie,
+      summary: 'Mark a thread read up to seq (never moves backwards)',
+      params: ThreadParams,
+      body: ReadBody,
+      response: { 200: ReadState, ...errorResponses(400, 401, 404, 413, 415, 500) }
+    }
+  }, async (request) => messages.markThreadRead(request.params.id, request.user.id, request.params.seq, request.body.seq))
 }
 
 export default conversations
