@@ -337,7 +337,7 @@ export class Realtime {
         this.catchUp([...this.conversations.keys()]).catch(() => {})
         return
       case 'conversation.removed':
-        this.emit('conversation.removed', frame.data as EventData<'conversation.removed'>)
+        this.forget((frame.data as EventData<'conversation.removed'>).conversationId)
         return
       case 'conversation.updated':
       case 'read.updated':
@@ -390,15 +390,38 @@ export class Realtime {
     }
   }
 
+  /** No longer a member: the conversation is dropped from tracking, and the application told. */
+  private forget (conversationId: string): void {
+    const state = this.conversations.get(conversationId)
+    if (state?.gapTimer) clearTimeout(state.gapTimer)
+    this.conversations.delete(conversationId)
+    this.options.cursors.delete(conversationId).catch(() => {})
+    this.emit('conversation.removed', { conversationId })
+  }
+
   /** Asks for every change after each conversation's cursor, page by page, and delivers them in order. */
   private async catchUp (conversationIds: string[]): Promise<void> {
-    let pending = conversationIds.filter((id) => !this.conversations.get(id)?.catchingUp)
-    for (const id of pending) this.conversations.get(id)!.catchingUp = true
+    const wanted = conversationIds.filter((id) => this.conversations.has(id) && !this.conversations.get(id)!.catchingUp)
+    for (const id of wanted) this.conversations.get(id)!.catchingUp = true
+    // Batches of at most SYNC_BATCH conversations; a conversation with more to come is asked again.
+    const batches: string[][] = []
+    for (let i = 0; i < wanted.length; i += SYNC_BATCH) batches.push(wanted.slice(i, i + SYNC_BATCH))
     try {
-      while (pending.length > 0) {
-        const batch = pending.slice(0, SYNC_BATCH)
-        pending = pending.slice(SYNC_BATCH)
-        const ack = await this.request('sync', { conversations: batch.map((conversationId) => ({ conversationId, since: this.conversations.get(conversationId)!.cursor })) })
+      for (let batch = batches.shift(); batch !== undefined; batch = batches.shift()) {
+        batch = batch.filter((id) => this.conversations.has(id))
+        if (batch.length === 0) continue
+        let ack: AckData<'sync'>
+        try {
+          ack = await this.request('sync', { conversations: batch.map((conversationId) => ({ conversationId, since: this.conversations.get(conversationId)!.cursor })) })
+        } catch (err) {
+          // Removed from one of them while away: the server refuses the whole
+          // request, so ask one by one and drop the ones that are gone.
+          if (!(err instanceof ParleyError) || err.code !== 'CONVERSATION_NOT_FOUND') throw err
+          if (batch.length === 1) this.forget(batch[0]!)
+          else batches.unshift(...batch.map((id) => [id]))
+          continue
+        }
+        const more: string[] = []
         for (const page of ack.conversations) {
           const state = this.conversations.get(page.conversationId)!
           const changes = [...(page.changes as MessageView[])].sort((a, b) => a.changeSeq - b.changeSeq)
@@ -411,8 +434,9 @@ export class Realtime {
             state.cursor = page.cursor
             this.options.cursors.set(page.conversationId, page.cursor).catch(() => {})
           }
-          if (page.hasMore) pending.push(page.conversationId)
+          if (page.hasMore) more.push(page.conversationId)
         }
+        if (more.length > 0) batches.push(more)
       }
     } finally {
       for (const id of conversationIds) {

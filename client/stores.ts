@@ -5,6 +5,8 @@
 export interface CursorStore {
   get: (conversationId: string) => Promise<number | undefined>
   set: (conversationId: string, changeSeq: number) => Promise<void>
+  /** Forgets a conversation (the user left it or was removed). */
+  delete: (conversationId: string) => Promise<void>
   all: () => Promise<Array<{ conversationId: string, changeSeq: number }>>
 }
 
@@ -30,6 +32,7 @@ export function memoryCursorStore (): CursorStore {
   return {
     get: async (id) => cursors.get(id),
     set: async (id, changeSeq) => { cursors.set(id, Math.max(changeSeq, cursors.get(id) ?? 0)) },
+    delete: async (id) => { cursors.delete(id) },
     all: async () => [...cursors].map(([conversationId, changeSeq]) => ({ conversationId, changeSeq }))
   }
 }

@@ -30,7 +30,7 @@ export type RefreshOutcome =
   | { ok: false, reason: 'invalid' | 'reused' | 'expired' }
 
 // A session and its used refresh tokens share a hash slot (the rotation script
-// touches both); the user's index of sessions lives wherever its own tag falls.
+// touches both); the user's index of sessions is a key of its own.
 export const sessionKey = (sessionId: string): string => `sess:{${sessionId}}`
 const userSessionsKey = (userId: string): string => `usess:${userId}`
 const usedKey = (sessionId: string): string => `sess:{${sessionId}}:used`

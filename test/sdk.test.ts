@@ -260,3 +260,30 @@ t.test('token expiry mid-session is invisible: the reconnect refreshes the token
   adaClient.realtime.close()
   bobClient.realtime.close()
 })
+
+t.test('removed from a group while offline: the resume drops it (conversation.removed) and still catches up the rest', async (t) => {
+  const app = await build(t)
+  const [ada, bob] = [await createUser(app), await createUser(app)]
+  const direct = await directConversation(app, ada, bob)
+  const group = (await app.inject({ method: 'POST', url: '/api/conversations', headers: ada.auth, payload: { type: 'group', title: 'team', memberIds: [bob.id] } })).json().id as string
+  const lb = await relay(await portOf(app))
+  t.teardown(lb.close)
+  const client = await signedInClient(lb.url, bob)
+  const removed: string[] = []
+  client.realtime.on('conversation.removed', ({ conversationId }) => removed.push(conversationId))
+  const { seen } = recorder(client)
+  await client.conversations.list()
+  await client.realtime.connect()
+
+  lb.refuse(true)
+  lb.cut()
+  await until(() => client.realtime.connectionState === 'reconnecting', 5000, 'the client to notice')
+  t.equal((await app.inject({ method: 'DELETE', url: `/api/conversations/${group}/members/${bob.id}`, headers: ada.auth })).statusCode, 200)
+  await app.inject({ method: 'POST', url: `/api/conversations/${direct}/messages`, headers: ada.auth, payload: { clientMsgId: 'while-away', text: 'while you were away' } })
+  lb.refuse(false)
+
+  await until(() => client.realtime.connectionState === 'open' && seen.size === 1, 10000, 'the resume')
+  t.same(removed, [group], 'told it is gone')
+  t.equal([...seen.values()][0]!.message.text, 'while you were away')
+  client.realtime.close()
+})

@@ -31,6 +31,7 @@ export function indexedDbStores (userId: string): { cursors: CursorStore, outbox
       const current = await cursors.get(id)
       if (current === undefined || changeSeq > current) await run(db, 'cursors', 'readwrite', (s) => s.put(changeSeq, id))
     },
+    delete: async (id) => { await run(db, 'cursors', 'readwrite', (s) => s.delete(id)) },
     all: async () => {
       const [keys, values] = await Promise.all([
         run<IDBValidKey[]>(db, 'cursors', 'readonly', (s) => s.getAllKeys()),
