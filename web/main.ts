@@ -198,9 +198,11 @@ function onMessage (s: State, message: MessageView): void {
 function markRead (s: State): void {
   const conversation = s.open ? s.conversations.get(s.open) : undefined
   if (!conversation || conversation.lastSeq <= conversation.lastReadSeq || document.visibilityState === 'hidden') return
+  const previous = conversation.lastReadSeq
   conversation.lastReadSeq = conversation.lastSeq
   conversation.unreadCount = 0
-  s.client.realtime.request('read', { conversationId: conversation.id, seq: conversation.lastSeq }).catch(() => {})
+  // Not connected: it is sent again with the next message or visit.
+  s.client.realtime.request('read', { conversationId: conversation.id, seq: conversation.lastSeq }).catch(() => { conversation.lastReadSeq = previous })
   renderList(s)
 }
 
