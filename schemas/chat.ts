@@ -56,6 +56,7 @@ export const Conversation = Type.Object({
   lastMessage: Type.Union([LastMessage, Type.Null()]),
   lastReadSeq: Type.Integer({ maximum: MAX_INT }),
   unreadCount: Type.Integer({ maximum: MAX_INT }),
+  unreadMentionCount: Type.Integer({ maximum: MAX_INT, description: 'Unread messages that mention you (notify for these even when muted)' }),
   mutedUntil: Type.Union([Type.String({ format: 'date-time' }), Type.Null()])
 }, { $id: 'Conversation', title: 'Conversation' })
 
@@ -95,6 +96,7 @@ export const Message = Type.Object({
     preview: Type.String({ description: 'The parent\'s text as it was when replied to (first 120 characters); empty once deleted' }),
     deleted: Type.Boolean({ description: 'The parent was deleted: show a tombstone' })
   }), Type.Null()], { description: 'The message this one replies to' }),
+  mentions: Type.Array(ObjectIdString, { description: 'Members mentioned by @username in the text' }),
   thread: Type.Union([Type.Object({
     replyCount: Type.Integer({ maximum: MAX_INT }),
     lastReplyAt: Type.String({ format: 'date-time' })

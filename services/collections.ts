@@ -26,6 +26,8 @@ export const indexes: Record<string, IndexDescription[]> = {
     { key: { conversationId: 1, senderId: 1, clientMsgId: 1 }, name: 'client_msg_unique', unique: true },
     // Threads: the replies to one root, by seq (pages, counts, the replies that quote a message).
     { key: { conversationId: 1, 'replyTo.rootSeq': 1, seq: 1 }, name: 'thread' },
+    // Unread mentions of a member: recounted when they read.
+    { key: { conversationId: 1, mentions: 1, seq: 1 }, name: 'mentions' },
     // A user's own messages, for their data export (rare, but must not scan every message).
     { key: { senderId: 1, createdAt: 1, _id: 1 }, name: 'sender' }
   ]

@@ -63,6 +63,8 @@ export interface MembershipDoc {
   lastReadSeq: number
   mutedUntil: Date | null
   joinedAt: Date
+  /** Messages after lastReadSeq that mention the member (recounted when they read). */
+  mentionCount?: number
   /** Read position in each thread the member opened, by the root's seq (`s<seq>`). */
   threadReads?: Record<string, number>
 }
@@ -124,6 +126,7 @@ export function createConversationService (db: Db, people: PeopleService, readMo
         lastMessage: d.lastMessage ? { ...d.lastMessage, createdAt: d.lastMessage.createdAt.toISOString() } : null,
         lastReadSeq,
         unreadCount: d.lastSeq - lastReadSeq,
+        unreadMentionCount: state?.mentionCount ?? 0,
         mutedUntil: state?.mutedUntil && state.mutedUntil > new Date() ? state.mutedUntil.toISOString() : null
       }
     })
@@ -319,11 +322,25 @@ export function createConversationService (db: Db, people: PeopleService, readMo
     return after?.threadReads?.[`s${rootSeq}`] ?? target
   }
 
+  /** These members were mentioned in a new message: their unread mention count goes up. */
+  async function mentioned (conversationId: string, userIds: string[]): Promise<void> {
+    await Promise.all(userIds.map(async (userId) => {
+      const after = await memberships.findOneAndUpdate({ _id: membershipId(conversationId, userId) }, { $inc: { mentionCount: 1 } }, { returnDocument: 'after' })
+      if (after) await readModel.putReadState(after)
+    }))
+  }
+
   async function markRead (conversationId: string, userId: string, seq: number): Promise<{ lastReadSeq: number, unreadCount: number }> {
     const doc = await getForMember(conversationId, userId)
     const target = Math.min(seq, doc.lastSeq)
     const before = await memberships.findOneAndUpdate({ _id: membershipId(conversationId, userId) }, { $max: { lastReadSeq: target } }, { returnDocument: 'before' })
-    if (before) await readModel.putReadState({ ...before, lastReadSeq: Math.max(before.lastReadSeq, target) })
+    if (before && (before.mentionCount ?? 0) > 0) {
+      // Mentions still unread are those after the new read position: recounted (one indexed count).
+      const read = Math.max(before.lastReadSeq, target)
+      const mentionCount = await db.collection('messages').countDocuments({ conversationId, mentions: userId, seq: { $gt: read } })
+      const after = await memberships.findOneAndUpdate({ _id: membershipId(conversationId, userId) }, { $set: { mentionCount } }, { returnDocument: 'after' })
+      if (after) await readModel.putReadState(after)
+    } else if (before) await readModel.putReadState({ ...before, lastReadSeq: Math.max(before.lastReadSeq, target) })
     const previous = Math.max(before?.lastReadSeq ?? 0, doc.lastSentSeq?.[userId] ?? 0)
     const lastReadSeq = Math.max(previous, target)
     if (lastReadSeq > previous) {
@@ -350,6 +367,7 @@ export function createConversationService (db: Db, people: PeopleService, readMo
     removeMember,
     mute,
     markRead,
+    mentioned,
     threadReadSeq,
     markThreadRead,
     memberConversationIds,

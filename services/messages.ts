@@ -69,6 +69,8 @@ export interface MessageDoc {
   deletedAt: Date | null
   /** A reply: its parent (a snapshot of it, a tombstone once the parent is deleted) and the root of its thread. */
   replyTo?: { id: string, seq: number, rootSeq: number, senderId: string, preview: string, deleted: boolean }
+  /** Members mentioned by @username in the text, resolved when it was sent. */
+  mentions?: string[]
   /** A thread's root: how many replies it has and when the last came (kept under the conversation lock). */
   thread?: { replyCount: number, lastReplyAt: Date }
 }
@@ -94,6 +96,7 @@ export function toMessageView (m: MessageDoc): MessageView {
     deleted: m.deletedAt !== null,
     deletedAt: m.deletedAt?.toISOString() ?? null,
     replyTo: m.replyTo ?? null,
+    mentions: m.mentions ?? [],
     thread: m.thread ? { replyCount: m.thread.replyCount, lastReplyAt: m.thread.lastReplyAt.toISOString() } : null
   }
 }
@@ -221,6 +224,7 @@ export function createMessageService (deps: {
     validateContent(input)
     await assertMayWrite(conversation, senderId)
     const replyTo = input.replyTo === undefined ? undefined : await replyTarget(conversationId, input.replyTo)
+    const mentions = await mentionedMembers(conversation, senderId, input.text)
     const attachments = input.attachments?.length ? await media.claimAttachments(senderId, input.attachments, conversationId) : []
 
     const stored = await withConversationLock(conversationId, async () => {
@@ -240,7 +244,8 @@ export function createMessageService (deps: {
           createdAt: new Date(),
           editedAt: null,
           deletedAt: null,
-          ...(replyTo ? { replyTo } : {})
+          ...(replyTo ? { replyTo } : {}),
+          ...(mentions.length > 0 ? { mentions } : {})
         }
         try {
           await messages.insertOne(doc)
@@ -269,12 +274,25 @@ export function createMessageService (deps: {
     const message = toMessageView(stored.doc)
     if (stored.created) {
       await publish(conversation.memberIds, { type: 'message.created', data: { message } })
+      if (stored.doc.mentions?.length) await conversations.mentioned(conversationId, stored.doc.mentions)
     } else if (!sameContent(stored.doc, input)) {
       throw new ClientMsgIdReused()
     }
     // The thread's root learns its new count (also after a resend whose first attempt stopped before this).
     if (stored.doc.replyTo) await threadChanged(conversationId, stored.doc.replyTo.rootSeq, senderId)
     return { message, created: stored.created }
+  }
+
+  /**
+   * The members named by `@username` in the text (never the sender; names of
+   * non-members are ordinary text). Profiles come from the read model, and
+   * only for a text with an `@` in it.
+   */
+  async function mentionedMembers (conversation: ConversationDoc, senderId: string, text: string | undefined): Promise<string[]> {
+    const names = new Set([...(text ?? '').matchAll(/(?:^|[^A-Za-z0-9_@])@([A-Za-z0-9_]{3,30})(?![A-Za-z0-9_])/g)].map((m) => m[1]!.toLowerCase()))
+    if (names.size === 0) return []
+    const profiles = await readModel.profiles(conversation.memberIds)
+    return conversation.memberIds.filter((id) => id !== senderId && names.has(profiles.get(id)?.username.toLowerCase() ?? ''))
   }
 
   /** The parent of a reply, as the snapshot the reply keeps. Replies to a reply join the parent's thread. */

@@ -103,7 +103,7 @@ interface CachedConversation extends Omit<ConversationDoc, '_id' | 'createdAt' |
   lastMessage: (Omit<NonNullable<ConversationDoc['lastMessage']>, 'createdAt'> & { createdAt: string }) | null
 }
 
-export interface ReadState { lastReadSeq: number, mutedUntil: Date | null }
+export interface ReadState { lastReadSeq: number, mutedUntil: Date | null, mentionCount: number }
 
 function splitVersioned (raw: string): string {
   return raw.slice(raw.indexOf('|') + 1)
@@ -236,10 +236,11 @@ export function createReadModel (deps: {
 
   // ---- read positions and mutes --------------------------------------------
 
-  const encodeState = (m: Pick<MembershipDoc, 'lastReadSeq' | 'mutedUntil'>): string => `${m.lastReadSeq}|${m.mutedUntil?.getTime() ?? 0}`
+  const encodeState = (m: Pick<MembershipDoc, 'lastReadSeq' | 'mutedUntil' | 'mentionCount'>): string => `${m.lastReadSeq}|${m.mutedUntil?.getTime() ?? 0}|${m.mentionCount ?? 0}`
   const decodeState = (raw: string): ReadState => {
-    const [read, muted] = raw.split('|')
-    return { lastReadSeq: Number(read), mutedUntil: Number(muted) > 0 ? new Date(Number(muted)) : null }
+    // Copies cached before mentions have two fields.
+    const [read, muted, mentions] = raw.split('|')
+    return { lastReadSeq: Number(read), mutedUntil: Number(muted) > 0 ? new Date(Number(muted)) : null, mentionCount: Number(mentions ?? 0) }
   }
 
   /** The user's read position and mute in each conversation: one HMGET, one `$in` query for what was not cached. */
@@ -257,7 +258,7 @@ export function createReadModel (deps: {
       const docs = await memberships.find({ _id: { $in: missing.map((id) => `${id}:${userId}`) } }).toArray()
       const pipeline = r.pipeline() // one key: one slot
       for (const doc of docs) {
-        out.set(doc.conversationId, { lastReadSeq: doc.lastReadSeq, mutedUntil: doc.mutedUntil })
+        out.set(doc.conversationId, { lastReadSeq: doc.lastReadSeq, mutedUntil: doc.mutedUntil, mentionCount: doc.mentionCount ?? 0 })
         // HSETNX: a write that landed meanwhile is newer than this read.
         pipeline.hsetnx(keys.readStates(userId), doc.conversationId, encodeState(doc))
       }
@@ -268,7 +269,7 @@ export function createReadModel (deps: {
   }
 
   /** After a write of a membership: its full state as now stored. */
-  async function putReadState (doc: Pick<MembershipDoc, 'conversationId' | 'userId' | 'lastReadSeq' | 'mutedUntil'>): Promise<void> {
+  async function putReadState (doc: Pick<MembershipDoc, 'conversationId' | 'userId' | 'lastReadSeq' | 'mutedUntil' | 'mentionCount'>): Promise<void> {
     await r.pipeline().hset(keys.readStates(doc.userId), doc.conversationId, encodeState(doc)).expire(keys.readStates(doc.userId), TTL_S).exec()
   }
 
@@ -357,7 +358,7 @@ export function createReadModel (deps: {
       // Copies cached before messages had replies and threads lack the two fields.
       if (!raw) return
       const view = JSON.parse(splitVersioned(raw)) as MessageView
-      found.set(seq, { ...view, replyTo: view.replyTo ?? null, thread: view.thread ?? null })
+      found.set(seq, { ...view, replyTo: view.replyTo ?? null, thread: view.thread ?? null, mentions: view.mentions ?? [] })
     })
     const missing = seqs.filter((seq) => !found.has(seq))
     counted('message', found.size, missing.length)
