@@ -3,24 +3,15 @@ import t from 'tap'
 import { build } from './helper.js'
 import { createUser, directConversation } from './accounts.js'
 import { connect } from './ws-client.js'
+import { multipart } from './uploads.js'
 
 const png = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAIAAAD91JpzAAAAFklEQVR4nGP4z8DAwMDAxMDAwMDAAAANHQEDasKb6QAAAABJRU5ErkJggg==', 'base64')
-
-function multipart (data: Buffer): { payload: Buffer, headers: Record<string, string> } {
-  const boundary = '----parley-test'
-  const payload = Buffer.concat([
-    Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\nContent-Type: image/png\r\n\r\n`),
-    data,
-    Buffer.from(`\r\n--${boundary}--\r\n`)
-  ])
-  return { payload, headers: { 'content-type': `multipart/form-data; boundary=${boundary}` } }
-}
 
 t.test('GET /api/users/me/export: everything about the user, and only theirs', async (t) => {
   const app = await build(t)
   const [ada, bob, eve] = [await createUser(app), await createUser(app), await createUser(app)]
   const conversationId = await directConversation(app, ada, bob)
-  const upload = multipart(png)
+  const upload = multipart('a.png', 'image/png', png)
   const avatar = await app.inject({ method: 'PUT', url: '/api/users/me/avatar', headers: { ...ada.auth, ...upload.headers }, payload: upload.payload })
   t.equal(avatar.statusCode, 200)
   const attachment = (await app.inject({ method: 'POST', url: '/api/media', headers: { ...ada.auth, ...upload.headers }, payload: upload.payload })).json()
@@ -48,7 +39,7 @@ t.test('DELETE /api/users/me: password confirmed; sessions, sockets, profile and
   const app = await build(t)
   const [ada, bob] = [await createUser(app), await createUser(app)]
   const conversationId = await directConversation(app, ada, bob)
-  const upload = multipart(png)
+  const upload = multipart('a.png', 'image/png', png)
   const attachment = (await app.inject({ method: 'POST', url: '/api/media', headers: { ...ada.auth, ...upload.headers }, payload: upload.payload })).json()
   await app.inject({ method: 'POST', url: `/api/conversations/${conversationId}/messages`, headers: ada.auth, payload: { clientMsgId: 'a1', text: 'hello bob', attachments: [attachment.id] } })
   const socket = await connect(app, { token: ada.accessToken })

@@ -1,20 +1,11 @@
 import t from 'tap'
 import { build } from './helper.js'
 import { createUser } from './accounts.js'
+import { multipart } from './uploads.js'
 
 // A real 1×1 PNG.
 const PNG = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgAAIAAAUAAeIhvDMAAAAASUVORK5CYII=', 'base64')
 const GIF = Buffer.from('R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7', 'base64')
-
-function multipart (filename: string, contentType: string, data: Buffer): { payload: Buffer, headers: Record<string, string> } {
-  const boundary = '----parleytest'
-  const payload = Buffer.concat([
-    Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="${filename}"\r\nContent-Type: ${contentType}\r\n\r\n`),
-    data,
-    Buffer.from(`\r\n--${boundary}--\r\n`)
-  ])
-  return { payload, headers: { 'content-type': `multipart/form-data; boundary=${boundary}` } }
-}
 
 t.test('profile: read and change display name and bio', async (t) => {
   const app = await build(t)

@@ -5,8 +5,6 @@
 // another instance.
 import t from 'tap'
 import { spawn, type ChildProcess } from 'node:child_process'
-import { once } from 'node:events'
-import { createServer, connect as tcpConnect, type Server, type Socket } from 'node:net'
 import { dirname, join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import WebSocket from 'ws'
@@ -14,37 +12,11 @@ import type { FastifyInstance } from 'fastify'
 import { build, testServers } from './helper.js'
 import { createUser, directConversation, type TestUser } from './accounts.js'
 import { listen } from './ws-client.js'
+import { relay } from './relay.js'
 import { createClient, ParleyError, type MessageView } from '../client/index.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const NodeWebSocket = WebSocket
-
-interface Relay { url: string, target: (port: number) => void, cut: () => void, refuse: (refusing: boolean) => void, close: () => Promise<void> }
-
-async function relay (port: number): Promise<Relay> {
-  let targetPort = port
-  let refusing = false
-  const open = new Set<Socket>()
-  const server: Server = createServer((client) => {
-    if (refusing) { client.destroy(); return }
-    const upstream = tcpConnect({ host: '127.0.0.1', port: targetPort })
-    open.add(client).add(upstream)
-    const drop = (): void => { client.destroy(); upstream.destroy(); open.delete(client); open.delete(upstream) }
-    client.on('error', drop).on('close', drop)
-    upstream.on('error', drop).on('close', drop)
-    client.pipe(upstream).pipe(client)
-  })
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const address = server.address() as { port: number }
-  return {
-    url: `http://127.0.0.1:${address.port}`,
-    target: (p) => { targetPort = p },
-    cut: () => { for (const socket of open) socket.destroy(); open.clear() },
-    refuse: (value) => { refusing = value },
-    close: async () => { for (const socket of open) socket.destroy(); server.close(); await once(server, 'close') }
-  }
-}
 
 const portOf = async (app: FastifyInstance): Promise<number> => Number(new URL((await listen(app)).replace('ws', 'http')).port)
 

@@ -5,9 +5,7 @@
 // open WebSockets alone). Screenshots of the main screens are written to
 // test-results/screenshots.
 import t from 'tap'
-import { once } from 'node:events'
 import { mkdir, readdir, readFile } from 'node:fs/promises'
-import { createServer, connect as tcpConnect, type Socket } from 'node:net'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { crc32, deflateSync } from 'node:zlib'
@@ -15,6 +13,8 @@ import { chromium, type Browser, type Page } from 'playwright-core'
 import { build } from './helper.js'
 import { createUser } from './accounts.js'
 import { listen } from './ws-client.js'
+import { relay } from './relay.js'
+import { codeIn } from './smtp.js'
 import { ensureChromium } from '../scripts/embedded.js'
 
 const shots = join(dirname(fileURLToPath(import.meta.url)), '..', 'test-results', 'screenshots')
@@ -40,35 +40,17 @@ function gradientPng (width: number, height: number): Buffer {
 }
 const png = gradientPng(160, 90)
 
-async function relay (port: number) {
-  let refusing = false
-  const open = new Set<Socket>()
-  const server = createServer((client) => {
-    if (refusing) { client.destroy(); return }
-    const upstream = tcpConnect({ host: '127.0.0.1', port })
-    open.add(client).add(upstream)
-    const drop = (): void => { client.destroy(); upstream.destroy(); open.delete(client); open.delete(upstream) }
-    client.on('error', drop).on('close', drop)
-    upstream.on('error', drop).on('close', drop)
-    client.pipe(upstream).pipe(client)
-  })
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  return {
-    url: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
-    offline: (value: boolean) => { refusing = value; if (value) { for (const s of open) s.destroy(); open.clear() } },
-    close: async () => { for (const s of open) s.destroy(); server.close(); await once(server, 'close') }
-  }
-}
-
 async function mailedCode (dir: string, to: string): Promise<string> {
   const deadline = Date.now() + 15000
   while (Date.now() < deadline) {
     for (const file of (await readdir(dir).catch(() => [])).filter((f) => f.endsWith('.eml'))) {
       const raw = await readFile(join(dir, file), 'utf8')
       if (!raw.includes(to)) continue
-      const code = /\b(\d{6})\b/.exec(raw.split(/\r?\n\r?\n/).slice(1).join('\n'))?.[1]
-      if (code) return code
+      try {
+        return codeIn({ to: [to], raw })
+      } catch {
+        // Still being written: look again.
+      }
     }
     await new Promise((resolve) => setTimeout(resolve, 100))
   }
@@ -148,7 +130,8 @@ t.test('two people chat in Chromium: register with the mailed code, direct chat,
 
   // Bob goes offline, writes, and comes back: the message arrives once.
   await bobContext.setOffline(true)
-  bobNet.offline(true)
+  bobNet.refuse(true)
+  bobNet.cut()
   await bobPage.getByRole('status').filter({ hasText: 'Reconnecting' }).waitFor()
   await bobPage.getByLabel('Message', { exact: true }).fill('Written offline')
   await bobPage.getByLabel('Message', { exact: true }).press('Enter')
@@ -157,7 +140,7 @@ t.test('two people chat in Chromium: register with the mailed code, direct chat,
   await new Promise((resolve) => setTimeout(resolve, 1000))
   t.equal(await messageItems(ada, 'Written offline').count(), 0, 'not delivered while offline')
   await bobContext.setOffline(false)
-  bobNet.offline(false)
+  bobNet.refuse(false)
   await messageItems(ada, 'Written offline').waitFor({ timeout: 20000 })
   await bobPage.locator('.message.pending').waitFor({ state: 'detached' })
   await new Promise((resolve) => setTimeout(resolve, 500))
