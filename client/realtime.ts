@@ -358,16 +358,20 @@ export class Realtime {
     if (message.changeSeq <= state.cursor) return // delivered already
     if (message.changeSeq > state.cursor + 1 || state.catchingUp) {
       state.ahead.set(message.changeSeq, { message, kind })
-      if (!state.gapTimer && !state.catchingUp) {
-        state.gapTimer = setTimeout(() => {
-          state.gapTimer = null
-          if (state.ahead.size > 0) this.catchUp([message.conversationId]).catch(() => {})
-        }, this.options.gapWaitMs ?? 500)
-      }
+      if (!state.catchingUp) this.awaitGap(message.conversationId, state)
       return
     }
     this.advance(message.conversationId, state, message, kind)
     this.drain(message.conversationId, state)
+  }
+
+  /** Changes wait ahead of a gap: give the missing one a moment, then catch up. */
+  private awaitGap (conversationId: string, state: ConversationCursor): void {
+    if (state.gapTimer) return
+    state.gapTimer = setTimeout(() => {
+      state.gapTimer = null
+      if (state.ahead.size > 0) this.catchUp([conversationId]).catch(() => {})
+    }, this.options.gapWaitMs ?? 500)
   }
 
   private advance (conversationId: string, state: ConversationCursor, message: MessageView, kind: ChangeKind): void {
@@ -444,9 +448,7 @@ export class Realtime {
         if (!state) continue
         state.catchingUp = false
         this.drain(id, state)
-        if (state.ahead.size > 0 && !state.gapTimer) {
-          state.gapTimer = setTimeout(() => { state.gapTimer = null; if (state.ahead.size > 0) this.catchUp([id]).catch(() => {}) }, this.options.gapWaitMs ?? 500)
-        }
+        if (state.ahead.size > 0) this.awaitGap(id, state)
       }
     }
   }

@@ -16,7 +16,7 @@ import type { MediaDoc } from './media.js'
 import type { MessageDoc, MessageView } from './messages.js'
 import type { ReadModel } from './read-model.js'
 import type { SessionService } from './sessions.js'
-import { parseObjectId, toSelfUser, type UserDoc, type UserService } from './users.js'
+import { toSelfUser, type UserDoc, type UserService } from './users.js'
 
 export const DELETED_DISPLAY_NAME = 'Deleted user'
 
@@ -92,7 +92,5 @@ export function createAccountDataService (deps: {
     if (erased) await readModel.putProfiles([erased])
   }
 
-  const findUser = async (userId: string): Promise<UserDoc | null> => parseObjectId(userId) ? users.findById(userId) : null
-
-  return { exportData, erase, findUser }
+  return { exportData, erase }
 }

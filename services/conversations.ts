@@ -315,10 +315,10 @@ export function createConversationService (db: Db, people: PeopleService, readMo
   }
 
   /** Moves the member's read position in a thread forward (never back); returns it. */
-  async function markThreadRead (conversationId: string, userId: string, rootSeq: number, seq: number): Promise<number> {
-    const doc = await getForMember(conversationId, userId)
-    const target = Math.min(seq, doc.lastSeq)
-    const after = await memberships.findOneAndUpdate({ _id: membershipId(conversationId, userId) }, { $max: { [`threadReads.s${rootSeq}`]: target } }, { returnDocument: 'after' })
+  /** `conversation`: as the caller read it, after checking the user is a member. */
+  async function markThreadRead (conversation: ConversationDoc, userId: string, rootSeq: number, seq: number): Promise<number> {
+    const target = Math.min(seq, conversation.lastSeq)
+    const after = await memberships.findOneAndUpdate({ _id: membershipId(conversation._id.toHexString(), userId) }, { $max: { [`threadReads.s${rootSeq}`]: target } }, { returnDocument: 'after' })
     return after?.threadReads?.[`s${rootSeq}`] ?? target
   }
 

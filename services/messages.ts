@@ -318,7 +318,7 @@ export function createMessageService (deps: {
   async function threadChanged (conversationId: string, rootSeq: number, actingUserId: string): Promise<void> {
     const rootId = messageIdFor(conversationId, rootSeq).toHexString()
     await change(rootId, actingUserId, () => {}, async () => {
-      const filter = { conversationId, 'replyTo.rootSeq': rootSeq }
+      const filter = threadFilter(conversationId, rootSeq)
       const [replyCount, last] = await Promise.all([
         messages.countDocuments(filter),
         messages.find(filter).sort({ conversationId: 1, 'replyTo.rootSeq': 1, seq: -1 }).limit(1).next()
@@ -434,26 +434,35 @@ export function createMessageService (deps: {
    * from others they have not read.
    */
   async function thread (conversationId: string, userId: string, rootSeq: number, opts: { after?: number, limit: number }): Promise<{ root: MessageView, replies: MessageView[], hasMore: boolean, lastReadSeq: number, unreadCount: number }> {
-    await conversations.getForMember(conversationId, userId)
-    const root = await messages.findOne({ _id: messageIdFor(conversationId, rootSeq) })
-    if (!root || root.conversationId !== conversationId || root.replyTo) throw new ThreadNotFound()
-    const filter = { conversationId, 'replyTo.rootSeq': rootSeq }
+    const { root } = await threadOf(conversationId, userId, rootSeq)
     const [docs, lastReadSeq] = await Promise.all([
-      messages.find({ ...filter, seq: { $gt: opts.after ?? 0 } }).sort({ conversationId: 1, 'replyTo.rootSeq': 1, seq: 1 }).limit(opts.limit + 1).toArray(),
+      messages.find({ ...threadFilter(conversationId, rootSeq), seq: { $gt: opts.after ?? 0 } }).sort({ conversationId: 1, 'replyTo.rootSeq': 1, seq: 1 }).limit(opts.limit + 1).toArray(),
       conversations.threadReadSeq(conversationId, userId, rootSeq)
     ])
-    const unreadCount = await messages.countDocuments({ ...filter, seq: { $gt: lastReadSeq }, senderId: { $ne: userId } })
+    const unreadCount = await unreadReplies(conversationId, rootSeq, userId, lastReadSeq)
     return { root: toMessageView(root), replies: docs.slice(0, opts.limit).map(toMessageView), hasMore: docs.length > opts.limit, lastReadSeq, unreadCount }
   }
 
   /** The caller has read the thread up to `seq`. */
   async function markThreadRead (conversationId: string, userId: string, rootSeq: number, seq: number): Promise<{ lastReadSeq: number, unreadCount: number }> {
-    await conversations.getForMember(conversationId, userId)
-    const root = await messages.findOne({ _id: messageIdFor(conversationId, rootSeq) }, { projection: { replyTo: 1, conversationId: 1 } })
+    const { conversation } = await threadOf(conversationId, userId, rootSeq)
+    const lastReadSeq = await conversations.markThreadRead(conversation, userId, rootSeq, seq)
+    return { lastReadSeq, unreadCount: await unreadReplies(conversationId, rootSeq, userId, lastReadSeq) }
+  }
+
+  const threadFilter = (conversationId: string, rootSeq: number) => ({ conversationId, 'replyTo.rootSeq': rootSeq })
+
+  /** The conversation (you must be a member) and the first message of one of its threads. */
+  async function threadOf (conversationId: string, userId: string, rootSeq: number): Promise<{ conversation: ConversationDoc, root: MessageDoc }> {
+    const conversation = await conversations.getForMember(conversationId, userId)
+    const root = await messages.findOne({ _id: messageIdFor(conversationId, rootSeq) })
     if (!root || root.conversationId !== conversationId || root.replyTo) throw new ThreadNotFound()
-    const lastReadSeq = await conversations.markThreadRead(conversationId, userId, rootSeq, seq)
-    const unreadCount = await messages.countDocuments({ conversationId, 'replyTo.rootSeq': rootSeq, seq: { $gt: lastReadSeq }, senderId: { $ne: userId } })
-    return { lastReadSeq, unreadCount }
+    return { conversation, root }
+  }
+
+  /** Replies from others after the reader's position in the thread. */
+  function unreadReplies (conversationId: string, rootSeq: number, userId: string, lastReadSeq: number): Promise<number> {
+    return messages.countDocuments({ ...threadFilter(conversationId, rootSeq), seq: { $gt: lastReadSeq }, senderId: { $ne: userId } })
   }
 
   function react (messageId: string, userId: string, emoji: string, on: boolean): Promise<MessageView> {

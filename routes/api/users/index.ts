@@ -65,7 +65,7 @@ const users: FastifyPluginAsyncTypebox = async (fastify) => {
       response: { 200: Type.Unsafe<Readable>(AccountExport), ...errorResponses(401, 500) }
     }
   }, async (request, reply) => {
-    const user = await fastify.accountData.findUser(request.user.id)
+    const user = await fastify.users.findById(request.user.id)
     if (!user) throw new UserNotFound()
     reply.type('application/json; charset=utf-8').header('content-disposition', 'attachment; filename="parley-export.json"')
     return reply.send(fastify.accountData.exportData(user))
