@@ -91,10 +91,9 @@ export const ratio = (a: number, b: number): number => Math.round((a / b) * 1000
 
 /** The servers an embedded-default instance started, from what it printed. */
 export function embeddedUrls (started: Started): { MONGODB_URI: string, REDIS_URL: string } {
-  const MONGODB_URI = /started (?:ferretdb|mongod) \(pid \d+\) at (mongodb:\/\/\S+),/.exec(started.output())?.[1]
   const REDIS_URL = /started redis-server \(pid \d+\) at (redis:\/\/\S+),/.exec(started.output())?.[1]
-  if (!MONGODB_URI || !REDIS_URL) throw new Error('could not find the embedded servers in the output')
-  return { MONGODB_URI, REDIS_URL }
+  if (!REDIS_URL) throw new Error('could not find the embedded Redis in the output')
+  return { MONGODB_URI: embeddedMongo(started), REDIS_URL }
 }
 
 /** The MongoDB-wire server an instance started (it was given a Redis). */
