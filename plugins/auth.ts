@@ -4,6 +4,7 @@ import jwt from '@fastify/jwt'
 import createError from '@fastify/error'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { sessionKey } from '../services/sessions.js'
+import { createApiKeyVerifier, looksLikeApiKey } from '../services/bots.js'
 
 export interface AccessClaims {
   sub: string
@@ -25,8 +26,10 @@ export interface CookieNames {
 
 declare module 'fastify' {
   interface FastifyInstance {
-    /** preHandler: a valid access token of a live session, from Bearer header or cookie. */
+    /** preHandler: a valid access token of a live session (Bearer header or cookie), or a bot's API key (Bearer). */
     authenticate: (request: FastifyRequest, reply: FastifyReply) => Promise<void>
+    /** preHandler after authenticate: refuses bots (routes about a person's account, sessions and devices). */
+    humansOnly: (request: FastifyRequest, reply: FastifyReply) => Promise<void>
     /** preHandler: refuses a cookie-carrying unsafe request from another site. */
     sameOriginGuard: (request: FastifyRequest, reply: FastifyReply) => Promise<void>
     /** True when the request has no Origin (not a browser) or comes from this host or an allowlisted origin. */
@@ -39,6 +42,11 @@ export const Unauthorized = createError('UNAUTHORIZED', 'Authentication required
 export const InvalidToken = createError('INVALID_TOKEN', 'The access token is invalid or expired', 401)
 export const SessionRevoked = createError('SESSION_REVOKED', 'This session has ended; sign in again', 401)
 export const CrossSiteRejected = createError('CSRF_REJECTED', 'Cross-site request refused', 403)
+export const InvalidApiKey = createError('INVALID_API_KEY', 'The API key is invalid or revoked', 401)
+export const NotForBots = createError('NOT_FOR_BOTS', 'Bots cannot use this route', 403)
+
+/** request.user.tokenType of a request made with a bot's API key. */
+export const BOT_TOKEN_TYPE = 'bot'
 
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS'])
 
@@ -77,8 +85,17 @@ export default fp(async (fastify) => {
     if (!originAllowed(request)) throw new CrossSiteRejected()
   }
 
+  const verifyApiKey = createApiKeyVerifier(fastify.mongo.db, fastify.redis)
+  const authenticateBot = async (request: FastifyRequest, apiKey: string): Promise<void> => {
+    const bot = await verifyApiKey(apiKey)
+    if (!bot) throw new InvalidApiKey()
+    await fastify.requestLimits.consume(request.routeOptions.config.rateBucket ?? 'api', bot.botId)
+    request.user = { id: bot.botId, sessionId: `apikey:${bot.keyId}`, tokenType: BOT_TOKEN_TYPE }
+  }
+
   const authenticate = async (request: FastifyRequest): Promise<void> => {
     const authorization = request.headers.authorization
+    if (authorization?.startsWith('Bearer ') === true && looksLikeApiKey(authorization.slice(7))) return authenticateBot(request, authorization.slice(7))
     if (authorization === undefined && request.cookies[cookieNames.access] === undefined) throw new Unauthorized()
     if (authorization !== undefined && !/^Bearer [\w-]+\.[\w-]+\.[\w-]+$/.test(authorization)) throw new InvalidToken()
     try {
@@ -103,4 +120,7 @@ export default fp(async (fastify) => {
   fastify.decorate('sameOriginGuard', sameOriginGuard)
   fastify.decorate('originAllowed', originAllowed)
   fastify.decorate('authenticate', authenticate)
-}, { name: 'auth', dependencies: ['config', 'redis', 'errors', 'rate-limit', 'keys'] })
+  fastify.decorate('humansOnly', async (request: FastifyRequest) => {
+    if (request.user.tokenType === BOT_TOKEN_TYPE) throw new NotForBots()
+  })
+}, { name: 'auth', dependencies: ['config', 'db', 'redis', 'errors', 'rate-limit', 'keys'] })

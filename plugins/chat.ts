@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin'
 import { createAccountDataService, type AccountDataService } from '../services/account-data.js'
+import { createBotService, type BotService } from '../services/bots.js'
 import { createConversationService, type ConversationService } from '../services/conversations.js'
 import { createMediaService, type MediaService } from '../services/media.js'
 import { createMessageService, type MessageService } from '../services/messages.js'
@@ -18,6 +19,8 @@ declare module 'fastify' {
     readModel: ReadModel
     /** A user's data export and the erasure of their account. */
     accountData: AccountDataService
+    /** Bot accounts and their API keys. */
+    bots: BotService
   }
 }
 
@@ -45,12 +48,26 @@ export default fp(async (fastify) => {
     media,
     publish: fastify.publish,
     limits: { maxLength: MESSAGE_MAX_LENGTH, maxAttachments: MESSAGE_MAX_ATTACHMENTS },
-    onLockWait: (seconds) => fastify.metrics.lockWait.observe(seconds)
+    onLockWait: (seconds) => fastify.metrics.lockWait.observe(seconds),
+    onStored: fastify.deliverStored
   })
   fastify.decorate('readModel', readModel)
   fastify.decorate('people', people)
   fastify.decorate('media', media)
   fastify.decorate('conversations', conversations)
   fastify.decorate('messages', messages)
-  fastify.decorate('accountData', createAccountDataService({ db, users: fastify.users, sessions: fastify.sessions, readModel, toMessageView }))
-}, { name: 'chat', dependencies: ['config', 'db', 'redis', 'accounts', 'events', 'metrics'] })
+  const accountData = createAccountDataService({
+    db,
+    users: fastify.users,
+    sessions: fastify.sessions,
+    readModel,
+    toMessageView,
+    alsoErase: async (user) => {
+      await fastify.push.removeAll(user._id.toHexString())
+      if (!user.bot) await bots.removeOwnedBy(user._id.toHexString())
+    }
+  })
+  const bots = createBotService({ db, redis: fastify.redis, users: fastify.users, erase: accountData.erase })
+  fastify.decorate('accountData', accountData)
+  fastify.decorate('bots', bots)
+}, { name: 'chat', dependencies: ['config', 'db', 'redis', 'accounts', 'events', 'metrics', 'deliveries'] })

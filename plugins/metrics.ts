@@ -47,6 +47,8 @@ function createMetrics () {
       labelNames: ['structure', 'result'],
       registers
     }),
+    pushes: new Counter({ name: 'parley_push_notifications_total', help: 'Web Push requests by result (sent; gone: the device was unsubscribed and forgotten; failed: retried)', labelNames: ['result'], registers }),
+    webhookDeliveries: new Counter({ name: 'parley_webhook_deliveries_total', help: 'Webhook delivery attempts by result', labelNames: ['result'], registers }),
     emailJobsFailed: new Counter({ name: 'parley_email_jobs_failed_total', help: 'Email delivery attempts that failed (each retry counts)', registers })
   }
 }

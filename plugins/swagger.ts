@@ -18,11 +18,14 @@ export default fp(async (fastify) => {
         { name: 'conversations', description: 'Direct conversations and groups, members, read state' },
         { name: 'messages', description: 'Sending, history, catch-up, edits, deletions, reactions, search' },
         { name: 'media', description: 'Image uploads and downloads' },
+        { name: 'push', description: 'Web Push subscriptions of your devices' },
+        { name: 'bots', description: 'Bot accounts and their API keys' },
+        { name: 'webhooks', description: 'Outgoing webhooks of a conversation: each stored message change POSTed, signed, retried' },
         { name: 'realtime', description: 'The WebSocket at /ws: its protocol is described by the AsyncAPI document at /docs/asyncapi.json' }
       ],
       components: {
         securitySchemes: {
-          bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' },
+          bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT, or a bot\'s API key (pk_…)' },
           cookieAuth: { type: 'apiKey', in: 'cookie', name: 'access_token' }
         }
       }

@@ -41,7 +41,8 @@ export const PublicUser = Type.Object({
   displayName: Type.String(),
   bio: Type.String(),
   avatarUrl: Type.Union([Type.String(), Type.Null()]),
-  lastSeenAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()])
+  lastSeenAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+  bot: Type.Optional(Type.Literal(true, { description: 'Present on bot accounts' }))
 }, { $id: 'PublicUser', title: 'PublicUser' })
 
 export const SelfUser = Type.Object({
@@ -52,7 +53,8 @@ export const SelfUser = Type.Object({
   bio: Type.String(),
   avatarUrl: Type.Union([Type.String(), Type.Null()]),
   lastSeenAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
-  createdAt: Type.String({ format: 'date-time' })
+  createdAt: Type.String({ format: 'date-time' }),
+  bot: Type.Optional(Type.Literal(true))
 }, { title: 'SelfUser' })
 
 export const SignedInResponse = Type.Object({

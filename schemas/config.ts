@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto'
+import { isIP } from 'node:net'
 import { Type, type Static } from '@sinclair/typebox'
 import envSchema from 'env-schema'
 import { MAX_INT } from './common.js'
@@ -60,6 +61,18 @@ export const ConfigSchema = Type.Object({
   PRESENCE_GRACE_MS: Type.Integer({ default: 3000, minimum: 0, maximum: 60000, description: 'Delay before a user whose last socket closed is announced offline' }),
   TYPING_TTL_MS: Type.Integer({ default: 5000, minimum: 500, maximum: 60000 }),
   METRICS_TOKEN: Type.Optional(Type.String({ minLength: 16, description: 'Bearer token a Prometheus scraper presents at GET /metrics; without it /metrics does not exist' })),
+  VAPID_PUBLIC_KEY: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]{87}$', description: 'Web Push application server key (P-256 public key, base64url); generated and shared through Redis outside production' })),
+  VAPID_PRIVATE_KEY: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]{43}$', description: 'Its private key (base64url)' })),
+  VAPID_SUBJECT: Type.String({ default: 'mailto:admin@parley.invalid', pattern: '^(mailto:|https://)', description: 'How push services reach the operator (mailto: or https: URL)' }),
+  PUSH_COLLAPSE_MS: Type.Integer({ default: 2000, minimum: 0, maximum: 600000, description: 'Messages to one offline user in one conversation within this window become one push' }),
+  EVENT_WORKER: Type.Boolean({ default: true, description: 'Run the push and webhook workers inside the API process' }),
+  WEBHOOK_ATTEMPTS: Type.Integer({ default: 8, minimum: 1, maximum: 20, description: 'Deliveries tried per event before it counts as failed' }),
+  WEBHOOK_BACKOFF_MS: Type.Integer({ default: 10000, minimum: 10, maximum: 3600000, description: 'First retry delay; doubled at each attempt' }),
+  WEBHOOK_TIMEOUT_MS: Type.Integer({ default: 10000, minimum: 100, maximum: 60000 }),
+  WEBHOOK_DISABLE_AFTER: Type.Integer({ default: 5, minimum: 1, maximum: 1000, description: 'Failed events in a row after which a webhook is disabled' }),
+  OUTBOUND_ALLOW_PRIVATE: Type.Boolean({ default: false, description: 'Let webhooks and push endpoints reach private, loopback and link-local addresses' }),
+  OUTBOUND_ALLOWED_ADDRESSES: Type.String({ default: '', pattern: '^[0-9A-Fa-f.:/, ]*$', description: 'Comma-separated addresses or CIDR ranges webhooks and push endpoints may reach whatever their kind' }),
+  OUTBOUND_CA_FILE: Type.Optional(Type.String({ minLength: 1, description: 'PEM file of extra certificate authorities trusted by webhook and push requests (an internal CA)' })),
   MAX_EVENT_LOOP_DELAY_MS: Type.Integer({ maximum: MAX_INT, default: 1000, minimum: 0, description: '503 when the event loop lags more than this (0 disables)' })
 }, { additionalProperties: false })
 
@@ -73,6 +86,7 @@ export interface ResolvedConfig extends Omit<Config, 'JWT_SECRET' | 'HASH_SECRET
   corsOrigins: string[]
   /** Seed nodes of the Redis Cluster (host:port), empty for a single Redis. */
   redisClusterNodes: string[]
+  outboundAllowedAddresses: string[]
   /** JWT_SECRET and HASH_SECRET were not configured (outside production): plugins/keys.ts shares generated ones through Redis. */
   secretsGenerated: boolean
 }
@@ -121,6 +135,17 @@ export function loadConfig (overrides: ConfigInput = {}, env: NodeJS.ProcessEnv 
     throw new ConfigError('JWT_SECRET and HASH_SECRET must differ')
   }
   if (production && config.SMTP_URL === undefined) throw new ConfigError('SMTP_URL is required in production')
+  if ((config.VAPID_PUBLIC_KEY === undefined) !== (config.VAPID_PRIVATE_KEY === undefined)) throw new ConfigError('VAPID_PUBLIC_KEY and VAPID_PRIVATE_KEY go together')
+  if (production && config.VAPID_PUBLIC_KEY === undefined) throw new ConfigError('VAPID_PUBLIC_KEY and VAPID_PRIVATE_KEY are required in production (npx web-push generate-vapid-keys)')
+
+  const outboundAllowedAddresses = config.OUTBOUND_ALLOWED_ADDRESSES.split(',').map((a) => a.trim()).filter(Boolean)
+  for (const entry of outboundAllowedAddresses) {
+    const [address, bits] = entry.split('/')
+    const family = isIP(address ?? '')
+    if (family === 0 || (bits !== undefined && !(/^\d{1,3}$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128)))) {
+      throw new ConfigError(`OUTBOUND_ALLOWED_ADDRESSES: "${entry}" is not an address or CIDR range`)
+    }
+  }
 
   const corsOrigins = config.CORS_ORIGINS.split(',').map((o) => o.trim()).filter(Boolean)
   for (const origin of corsOrigins) {
@@ -147,6 +172,7 @@ export function loadConfig (overrides: ConfigInput = {}, env: NodeJS.ProcessEnv 
     HASH_SECRET: config.HASH_SECRET ?? randomBytes(32).toString('base64url'),
     COOKIE_SECURE: config.COOKIE_SECURE ?? production,
     corsOrigins,
+    outboundAllowedAddresses,
     secretsGenerated: config.JWT_SECRET === undefined || config.HASH_SECRET === undefined
   }
 }

@@ -28,6 +28,8 @@ export function createAccountDataService (deps: {
   sessions: SessionService
   readModel: ReadModel
   toMessageView: (doc: MessageDoc) => MessageView
+  /** What else goes with an erased account: its push devices, its bots. */
+  alsoErase?: (user: UserDoc) => Promise<void>
 }) {
   const { db, users, sessions, readModel, toMessageView } = deps
   const conversations: Collection<ConversationDoc> = db.collection('conversations')
@@ -90,6 +92,7 @@ export function createAccountDataService (deps: {
       blocks.deleteMany({ $or: [{ blockerId: userId }, { blockedId: userId }] })
     ])
     if (erased) await readModel.putProfiles([erased])
+    await deps.alsoErase?.(user)
   }
 
   return { exportData, erase }

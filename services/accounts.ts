@@ -137,8 +137,8 @@ export function createAccountService (opts: AccountServiceOptions) {
 
   async function login (input: { login: string, password: string }, meta: SessionMeta): Promise<SignedIn> {
     const found = await users.findByLogin(input.login)
-    // An erased account is as unknown as one that never existed.
-    const user = found?.deletedAt === undefined ? found : null
+    // An erased account is as unknown as one that never existed; bots have no password.
+    const user = found?.deletedAt === undefined && found?.bot === undefined ? found : null
     // Unknown logins are locked out like real accounts, so lockouts reveal nothing.
     const lockKey = user ? `user:${user._id.toHexString()}` : `login:${emailKey(hashSecret, input.login.toLowerCase())}`
     const state = await loginFailures.get(lockKey)

@@ -7,7 +7,8 @@ export const indexes: Record<string, IndexDescription[]> = {
   users: [
     { key: { email: 1 }, name: 'email_unique', unique: true },
     { key: { usernameLower: 1 }, name: 'username_unique', unique: true },
-    { key: { displayNameLower: 1 }, name: 'display_name' }
+    { key: { displayNameLower: 1 }, name: 'display_name' },
+    { key: { 'bot.ownerId': 1, createdAt: 1 }, name: 'bot_owner' }
   ],
   media: [
     { key: { ownerId: 1, createdAt: -1 }, name: 'owner' }
@@ -16,6 +17,17 @@ export const indexes: Record<string, IndexDescription[]> = {
     // direct:<a>:<b> for one-to-one (so creating it twice finds the same one), group:<id> for groups.
     { key: { key: 1 }, name: 'key_unique', unique: true },
     { key: { memberIds: 1, lastActivityAt: -1, _id: -1 }, name: 'member_activity' }
+  ],
+  push_subscriptions: [
+    // The endpoint is the device: registering it again moves it, never doubles it.
+    { key: { endpoint: 1 }, name: 'endpoint_unique', unique: true },
+    { key: { userId: 1, createdAt: -1 }, name: 'user' }
+  ],
+  webhooks: [
+    { key: { conversationId: 1, createdAt: 1 }, name: 'conversation' }
+  ],
+  api_keys: [
+    { key: { botId: 1, createdAt: 1 }, name: 'bot' }
   ],
   messages: [
     // History pages are ranges of seq; catch-up pages ranges of changeSeq. Both

@@ -253,6 +253,13 @@ export function createConversationService (db: Db, people: PeopleService, readMo
     if (!doc.adminIds.includes(userId)) throw new NotAdmin()
   }
 
+  /** The conversation, if `userId` may manage its integrations (webhooks): an admin of a group, either member of a direct conversation. */
+  async function getForManager (conversationId: string, userId: string): Promise<ConversationDoc> {
+    const doc = await getForMember(conversationId, userId)
+    if (doc.type === 'group' && !doc.adminIds.includes(userId)) throw new NotAdmin()
+    return doc
+  }
+
   async function rename (conversationId: string, userId: string, title: string): Promise<ConversationDoc> {
     const doc = await getForMember(conversationId, userId)
     assertAdmin(doc, userId)
@@ -362,6 +369,7 @@ export function createConversationService (db: Db, people: PeopleService, readMo
     createDirect,
     createGroup,
     list,
+    getForManager,
     rename,
     addMembers,
     removeMember,

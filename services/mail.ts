@@ -102,13 +102,20 @@ export function createEmailWorker ({ connection, prefix, transport, from, redis,
   worker.on('failed', (job, err) => {
     log.warn({ jobId: job?.id, attempt: job?.attemptsMade, err: { message: err.message } }, 'mail send failed')
   })
-  // Connection errors repeat on every reconnection attempt: one line per kind a minute.
+  worker.on('error', logOncePerMinute(log, 'email worker error'))
+  return worker
+}
+
+/**
+ * An error listener for a BullMQ worker or queue: connection errors repeat on
+ * every reconnection attempt, so one line per kind of error a minute.
+ */
+export function logOncePerMinute (log: FastifyBaseLogger, message: string, context: Record<string, unknown> = {}): (err: Error) => void {
   const lastLogged = new Map<string, number>()
-  worker.on('error', (err) => {
+  return (err) => {
     const now = Date.now()
     if ((lastLogged.get(err.message) ?? 0) > now - 60_000) return
     lastLogged.set(err.message, now)
-    log.error({ err }, 'email worker error')
-  })
-  return worker
+    log.error({ err, ...context }, message)
+  }
 }

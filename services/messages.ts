@@ -119,6 +119,14 @@ export interface SendInput {
   replyTo?: string
 }
 
+/** A stored change of a message, as push notifications and webhooks are told of it. */
+export interface StoredChange {
+  type: 'message.created' | 'message.updated' | 'message.deleted' | 'reaction.updated'
+  memberIds: string[]
+  actorId: string
+  message: MessageView
+}
+
 export interface MessageLimits {
   maxLength: number
   maxAttachments: number
@@ -138,6 +146,8 @@ export function createMessageService (deps: {
   limits: MessageLimits
   /** Told how long each writer waited for a conversation's mutex. */
   onLockWait?: (seconds: number) => void
+  /** Told of every stored message change, after it is stored (push notifications and webhooks). */
+  onStored?: (change: StoredChange) => Promise<void>
 }) {
   const { db, redis, conversations, readModel, media, publish, limits } = deps
   const messages: Collection<MessageDoc> = db.collection<MessageDoc>('messages')
@@ -171,6 +181,14 @@ export function createMessageService (deps: {
     } finally {
       await mutex.release().catch(() => {})
     }
+  }
+
+  /** Members' sockets and the delivery jobs hear of a stored change together. */
+  async function announce (stored: StoredChange): Promise<void> {
+    await Promise.all([
+      publish(stored.memberIds, { type: stored.type, data: { message: stored.message } }),
+      deps.onStored?.(stored)
+    ])
   }
 
   /** The conversation as it stands, read under its lock: the read model holds every write made under it. */
@@ -273,7 +291,7 @@ export function createMessageService (deps: {
 
     const message = toMessageView(stored.doc)
     if (stored.created) {
-      await publish(conversation.memberIds, { type: 'message.created', data: { message } })
+      await announce({ type: 'message.created', memberIds: conversation.memberIds, actorId: senderId, message })
       if (stored.doc.mentions?.length) await conversations.mentioned(conversationId, stored.doc.mentions)
     } else if (!sameContent(stored.doc, input)) {
       throw new ClientMsgIdReused()
@@ -401,7 +419,7 @@ export function createMessageService (deps: {
       throw new Busy()
     })
     const view = toMessageView(updated)
-    await publish(conversation.memberIds, { type: eventType, data: { message: view } })
+    await announce({ type: eventType, memberIds: conversation.memberIds, actorId: userId, message: view })
     return view
   }
 

@@ -19,6 +19,11 @@ const ENTRIES = 'presence:entries'
 export const TOUCH_EVERY_S = 60
 const userKey = (userId: string): string => `presence:user:${userId}`
 
+/** Whether the user has an open socket on any instance (for whoever only has Redis: the push worker). */
+export async function hasOpenSocket (redis: RedisClient, userId: string): Promise<boolean> {
+  return await redis.zcount(userKey(userId), Date.now(), '+inf') > 0
+}
+
 export interface PresenceState { userId: string, online: boolean, lastSeenAt: string | null }
 
 export type PresenceService = ReturnType<typeof createPresenceService>

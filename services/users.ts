@@ -18,6 +18,8 @@ export interface UserDoc {
   lastSeenAt: Date | null
   /** Set when the account was erased (services/account-data.ts): it stays only as "Deleted user". */
   deletedAt?: Date
+  /** A bot account (services/bots.ts): no password, signs in with API keys only. */
+  bot?: { ownerId: string }
 }
 
 export type PublicUser = Static<typeof PublicUserSchema>
@@ -32,7 +34,8 @@ export function toPublicUser (user: UserDoc): PublicUser {
     displayName: user.displayName,
     bio: user.bio,
     avatarUrl: avatarUrl(user.avatarId),
-    lastSeenAt: user.lastSeenAt?.toISOString() ?? null
+    lastSeenAt: user.lastSeenAt?.toISOString() ?? null,
+    ...(user.bot ? { bot: true } : {})
   }
 }
 
@@ -73,22 +76,24 @@ export type UserService = ReturnType<typeof createUserService>
 export function createUserService (db: Db) {
   const users: Collection<UserDoc> = db.collection<UserDoc>('users')
 
-  async function create (input: { email: string, username: string, passwordHash: string }): Promise<UserDoc> {
+  async function create (input: { email: string, username: string, passwordHash: string, displayName?: string, bot?: UserDoc['bot'], _id?: ObjectId }): Promise<UserDoc> {
     const now = new Date()
+    const displayName = input.displayName ?? input.username
     const doc: UserDoc = {
-      _id: new ObjectId(),
+      _id: input._id ?? new ObjectId(),
       email: input.email,
       username: input.username,
       usernameLower: input.username.toLowerCase(),
-      displayName: input.username,
-      displayNameLower: input.username.toLowerCase(),
+      displayName,
+      displayNameLower: displayName.toLowerCase(),
       bio: '',
       avatarId: null,
       passwordHash: input.passwordHash,
       createdAt: now,
       updatedAt: now,
       passwordChangedAt: now,
-      lastSeenAt: null
+      lastSeenAt: null,
+      ...(input.bot ? { bot: input.bot } : {})
     }
     try {
       await users.insertOne(doc)

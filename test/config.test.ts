@@ -40,7 +40,12 @@ t.test('production demands real secrets and SMTP', async (t) => {
   t.throws(() => loadConfig({ ...base, NODE_ENV: 'production' }, {}), /JWT_SECRET is required/)
   t.throws(() => loadConfig({ ...base, NODE_ENV: 'production', JWT_SECRET: secret, HASH_SECRET: secret, SMTP_URL: 'smtp://m' }, {}), /must differ/)
   t.throws(() => loadConfig({ ...base, NODE_ENV: 'production', JWT_SECRET: secret, HASH_SECRET: 'y'.repeat(40) }, {}), /SMTP_URL/)
-  const config = loadConfig({ ...base, NODE_ENV: 'production', JWT_SECRET: secret, HASH_SECRET: 'y'.repeat(40), SMTP_URL: 'smtp://m:25' }, {})
+  t.throws(() => loadConfig({ ...base, NODE_ENV: 'production', JWT_SECRET: secret, HASH_SECRET: 'y'.repeat(40), SMTP_URL: 'smtp://m:25' }, {}), /VAPID_PUBLIC_KEY and VAPID_PRIVATE_KEY are required/)
+  const vapid = { VAPID_PUBLIC_KEY: 'B'.repeat(87), VAPID_PRIVATE_KEY: 'p'.repeat(43) }
+  t.throws(() => loadConfig({ ...base, VAPID_PUBLIC_KEY: vapid.VAPID_PUBLIC_KEY }, {}), /go together/)
+  t.throws(() => loadConfig({ ...base, OUTBOUND_ALLOWED_ADDRESSES: '10.0.0.0/33' }, {}), /not an address or CIDR/)
+  t.same(loadConfig({ ...base, OUTBOUND_ALLOWED_ADDRESSES: '127.0.0.1, ::1,10.0.0.0/8' }, {}).outboundAllowedAddresses, ['127.0.0.1', '::1', '10.0.0.0/8'])
+  const config = loadConfig({ ...base, NODE_ENV: 'production', JWT_SECRET: secret, HASH_SECRET: 'y'.repeat(40), SMTP_URL: 'smtp://m:25', ...vapid }, {})
   t.equal(config.COOKIE_SECURE, true, 'secure cookies by default in production')
 })
 

@@ -17,6 +17,9 @@ t.test('OpenAPI document is valid and every operation is fully described', async
   const doc = res.json()
   t.equal(doc.openapi, '3.0.3')
 
+  // What Parley sends out (to webhooks, to devices) is documented for receivers.
+  t.ok(doc.components.schemas.WebhookEvent && doc.components.schemas.PushPayload, 'the webhook body and the push payload are components')
+
   // validate() dereferences in place: give it a copy.
   await t.resolves(SwaggerParser.validate(structuredClone(doc)), 'valid OpenAPI 3')
 

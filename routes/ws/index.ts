@@ -23,6 +23,8 @@ const ws: FastifyPluginAsync = async (fastify) => {
         request.user = { ...user, tokenType: 'access' }
       } else {
         await fastify.authenticate(request, reply)
+        // Bots hear of messages through webhooks; a socket would outlive a revoked key.
+        await fastify.humansOnly(request, reply)
       }
       if (await fastify.presence.liveCount(request.user.id) >= fastify.config.WS_MAX_CONNECTIONS_PER_USER) throw new TooManyConnections()
     }

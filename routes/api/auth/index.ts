@@ -128,7 +128,7 @@ const auth: FastifyPluginAsyncTypebox = async (fastify) => {
 
   fastify.post('/logout', {
     config,
-    preHandler: fastify.authenticate,
+    preHandler: [fastify.authenticate, fastify.humansOnly],
     schema: {
       tags,
       summary: 'Sign out: ends this session at once and clears the cookies',
@@ -143,7 +143,7 @@ const auth: FastifyPluginAsyncTypebox = async (fastify) => {
 
   fastify.post('/logout-all', {
     config,
-    preHandler: fastify.authenticate,
+    preHandler: [fastify.authenticate, fastify.humansOnly],
     schema: {
       tags,
       summary: 'Sign out everywhere: ends every session of the user',
@@ -158,7 +158,7 @@ const auth: FastifyPluginAsyncTypebox = async (fastify) => {
 
   fastify.get('/sessions', {
     config,
-    preHandler: fastify.authenticate,
+    preHandler: [fastify.authenticate, fastify.humansOnly],
     schema: {
       tags,
       summary: "List the user's sessions (devices)",
@@ -172,7 +172,7 @@ const auth: FastifyPluginAsyncTypebox = async (fastify) => {
 
   fastify.delete('/sessions/:id', {
     config,
-    preHandler: fastify.authenticate,
+    preHandler: [fastify.authenticate, fastify.humansOnly],
     schema: {
       tags,
       summary: 'End one of your sessions',
@@ -233,7 +233,7 @@ const auth: FastifyPluginAsyncTypebox = async (fastify) => {
 
   fastify.post('/password/change', {
     config,
-    preHandler: fastify.authenticate,
+    preHandler: [fastify.authenticate, fastify.humansOnly],
     schema: {
       tags,
       summary: 'Change the password; ends every other session',

@@ -6,12 +6,15 @@ import {
 } from '../../../schemas/chat.js'
 import { errorResponses, ref, bearerOrCookie } from '../../../schemas/common.js'
 import { Type } from '@sinclair/typebox'
+import webhooks from './webhooks.js'
 
 const tags = ['conversations']
 
 const conversations: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.addHook('preHandler', fastify.authenticate)
   const { conversations: service, messages } = fastify
+  // Autoload loads only a folder's index when it has one.
+  await fastify.register(webhooks)
 
   fastify.post('/', {
     schema: {

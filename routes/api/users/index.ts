@@ -55,6 +55,7 @@ const users: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.get('/me/export', {
+    preHandler: fastify.humansOnly,
     // Streams everything the user has: on the upload budget (30 a minute by default), not the general one.
     config: { rateBucket: 'upload' },
     schema: {
@@ -72,11 +73,12 @@ const users: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.delete('/me', {
+    preHandler: fastify.humansOnly,
     schema: {
       tags,
       security: bearerOrCookie,
       summary: 'Erase your account (confirm with your password)',
-      description: 'Irreversible. Every session ends and sockets close (4001); email, username, display name, bio, avatar and password are erased; your uploads are deleted; your messages stay in their conversations, shown as from "Deleted user". The email and username can be registered again. Wrong password: 403 WRONG_PASSWORD (counts towards the sign-in lockout).',
+      description: 'Irreversible. Every session ends and sockets close (4001); email, username, display name, bio, avatar and password are erased; your uploads, push subscriptions and bots are deleted; your messages stay in their conversations, shown as from "Deleted user". The email and username can be registered again. Wrong password: 403 WRONG_PASSWORD (counts towards the sign-in lockout).',
       body: DeleteAccountBody,
       response: { 200: Done, ...errorResponses(400, 401, 403, 415, 500) }
     }

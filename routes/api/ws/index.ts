@@ -10,13 +10,13 @@ const TicketResponse = Type.Object({
 
 const ws: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.post('/ticket', {
-    preHandler: fastify.authenticate,
+    preHandler: [fastify.authenticate, fastify.humansOnly],
     config: { rateLimit: { max: fastify.config.AUTH_RATE_LIMIT_MAX, timeWindow: 60_000 } },
     schema: {
       tags: ['realtime'],
       security: bearerOrCookie,
       summary: 'A single-use ticket to open the WebSocket from a browser on another origin',
-      description: 'See the AsyncAPI document at /docs/asyncapi.json for the WebSocket protocol.',
+      description: 'See the AsyncAPI document at /docs/asyncapi.json for the WebSocket protocol. Bots are refused (NOT_FOR_BOTS, 403): they receive events through webhooks.',
       response: { 201: TicketResponse, ...errorResponses(401, 403, 429, 500) }
     }
   }, async (request, reply) => {
