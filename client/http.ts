@@ -20,6 +20,8 @@ export interface HttpOptions {
   fetch?: typeof fetch
   /** Token mode: a refresh token saved from an earlier run, to resume that session. */
   refreshToken?: string
+  /** A bot's API key (`pk_…`): sent as the bearer token, never refreshed. */
+  apiKey?: string
   /** Token mode: told every new refresh token (each works once), and null on sign-out, to persist it. */
   onRefreshToken?: (refreshToken: string | null) => void
   /** Told once when the session ends (signed out elsewhere, expired, refresh token reused). */
@@ -62,6 +64,12 @@ export class HttpSession {
     this.now = options.now ?? Date.now
     this.refreshToken = options.refreshToken ?? null
     this.signedIn = this.refreshToken !== null
+    if (options.apiKey !== undefined) {
+      // A key does not expire; a revoked one is a 401 INVALID_API_KEY.
+      this.accessToken = options.apiKey
+      this.expiresAt = this.lifetimeMs = Number.POSITIVE_INFINITY
+      this.signedIn = true
+    }
   }
 
   get isSignedIn (): boolean { return this.signedIn }

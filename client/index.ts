@@ -5,6 +5,7 @@
 import type { Static } from '@sinclair/typebox'
 import type * as Auth from '../schemas/auth.js'
 import type * as Chat from '../schemas/chat.js'
+import type * as Integrations from '../schemas/integrations.js'
 import { HttpSession, type HttpOptions } from './http.js'
 import { Realtime, type RealtimeOptions, type WebSocketFactory } from './realtime.js'
 import { memoryCursorStore, memoryOutboxStore, type CursorStore, type OutboxStore } from './stores.js'
@@ -31,6 +32,16 @@ export type ProfilePatch = Static<typeof Chat.ProfilePatch>
 export type ReadState = Static<typeof Chat.ReadState>
 export type ThreadPage = Static<typeof Chat.ThreadPage>
 export type UserPage = Static<typeof Chat.UserPage>
+export type PushSubscriptionInput = Static<typeof Integrations.PushSubscriptionBody>
+export type PushSubscriptionView = Static<typeof Integrations.PushSubscriptionView>
+export type PushPayload = Static<typeof Integrations.PushPayload>
+export type Bot = Static<typeof Integrations.BotView>
+export type ApiKey = Static<typeof Integrations.ApiKeyView>
+export type Webhook = Static<typeof Integrations.WebhookView>
+export type WebhookDelivery = Static<typeof Integrations.WebhookDelivery>
+export type WebhookEvent = Static<typeof Integrations.WebhookEvent>
+export type NewWebhook = Static<typeof Integrations.CreateWebhookBody>
+export type WebhookPatch = Static<typeof Integrations.WebhookPatch>
 
 export interface ParleyClientOptions extends HttpOptions {
   /** The WebSocket class (default: the global one; in Node 20 pass `ws`). */
@@ -207,6 +218,36 @@ export class ParleyClient {
     unreact: (id: string, emoji: string) => this.http.request<Message>('DELETE', `/api/messages/${id}/reactions/${encodeURIComponent(emoji)}`),
     search: (q: string, options: { conversationId?: string, limit?: number } = {}) =>
       this.http.request<{ messages: Message[] }>('GET', '/api/search/messages', { query: { q, ...options } })
+  }
+
+  // ---- integrations -------------------------------------------------------------
+
+  readonly push = {
+    /** The key to pass as `applicationServerKey` to `PushManager.subscribe()`. */
+    publicKey: async () => (await this.http.request<{ vapidPublicKey: string }>('GET', '/api/push/config')).vapidPublicKey,
+    /** Registers a device: pass `subscription.toJSON()`. */
+    subscribe: (subscription: PushSubscriptionInput) => this.http.request<PushSubscriptionView>('POST', '/api/push/subscriptions', { body: subscription }),
+    list: async () => (await this.http.request<{ subscriptions: PushSubscriptionView[] }>('GET', '/api/push/subscriptions')).subscriptions,
+    unsubscribe: (id: string) => this.http.request<undefined>('DELETE', `/api/push/subscriptions/${id}`)
+  }
+
+  readonly bots = {
+    /** A bot and its first API key (shown once). */
+    create: (body: { username: string, displayName?: string }) => this.http.request<{ bot: Bot, apiKey: string }>('POST', '/api/bots', { body }),
+    list: async () => (await this.http.request<{ bots: Bot[] }>('GET', '/api/bots')).bots,
+    get: (id: string) => this.http.request<Bot>('GET', `/api/bots/${id}`),
+    delete: (id: string) => this.http.request<undefined>('DELETE', `/api/bots/${id}`),
+    addKey: (id: string) => this.http.request<{ key: ApiKey, apiKey: string }>('POST', `/api/bots/${id}/keys`),
+    revokeKey: (id: string, keyId: string) => this.http.request<undefined>('DELETE', `/api/bots/${id}/keys/${keyId}`)
+  }
+
+  readonly webhooks = {
+    /** A webhook and its signing secret (shown once). */
+    create: (conversationId: string, body: NewWebhook) => this.http.request<{ webhook: Webhook, secret: string }>('POST', `/api/conversations/${conversationId}/webhooks`, { body }),
+    list: async (conversationId: string) => (await this.http.request<{ webhooks: Webhook[] }>('GET', `/api/conversations/${conversationId}/webhooks`)).webhooks,
+    update: (conversationId: string, webhookId: string, patch: WebhookPatch) => this.http.request<Webhook>('PATCH', `/api/conversations/${conversationId}/webhooks/${webhookId}`, { body: patch }),
+    delete: (conversationId: string, webhookId: string) => this.http.request<undefined>('DELETE', `/api/conversations/${conversationId}/webhooks/${webhookId}`),
+    deliveries: async (conversationId: string, webhookId: string) => (await this.http.request<{ deliveries: WebhookDelivery[] }>('GET', `/api/conversations/${conversationId}/webhooks/${webhookId}/deliveries`)).deliveries
   }
 }
 

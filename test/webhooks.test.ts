@@ -6,7 +6,8 @@ import { createHmac } from 'node:crypto'
 import { createServer, type IncomingHttpHeaders } from 'node:http'
 import { build } from './helper.js'
 import { createUser } from './accounts.js'
-import { connect, refusedWith } from './ws-client.js'
+import { connect, listen, refusedWith } from './ws-client.js'
+import { createClient, ParleyError } from '../client/index.js'
 
 interface Delivery { headers: IncomingHttpHeaders, body: string, answered: number }
 
@@ -65,6 +66,13 @@ t.test('bots: API keys (hashed, revocable) reach the same routes as people, only
   const members = (await app.inject({ url: `/api/conversations/${group}`, headers: bob.auth })).json().members
   t.equal(members.find((m: { id: string }) => m.id === bot.user.id).bot, true, 'members see it is a bot')
 
+  // The SDK, signed in with the key: the same calls, no refresh.
+  const baseUrl = (await listen(app)).replace(/^ws/, 'http').replace(/\/ws$/, '')
+  const botClient = createClient({ baseUrl, apiKey })
+  t.equal((await botClient.messages.send(group, { clientMsgId: 'sdk1', text: 'from the SDK' })).text, 'from the SDK')
+  const adaClient = createClient({ baseUrl, refreshToken: ada.refreshToken })
+  t.same((await adaClient.bots.list()).map((b) => b.user.id), [bot.user.id], 'the owner lists it through the SDK')
+
   // What belongs to people: refused to bots with one code.
   for (const [method, url] of [['GET', '/api/bots'], ['POST', '/api/ws/ticket'], ['GET', '/api/auth/sessions'], ['POST', '/api/auth/logout'], ['GET', '/api/users/me/export'], ['GET', '/api/push/subscriptions']] as const) {
     const res = await app.inject({ method, url, headers: botAuth })
@@ -82,6 +90,8 @@ t.test('bots: API keys (hashed, revocable) reach the same routes as people, only
   t.equal((await app.inject({ url: '/api/auth/me', headers: secondAuth })).statusCode, 200)
   t.equal((await app.inject({ method: 'DELETE', url: `/api/bots/${bot.user.id}/keys/${bot.keys[0].id}`, headers: ada.auth })).statusCode, 204)
   t.equal((await app.inject({ url: '/api/auth/me', headers: botAuth })).json().code, 'INVALID_API_KEY', 'revoked at once')
+  const refused = await botClient.auth.me().catch((err: unknown) => err)
+  t.ok(refused instanceof ParleyError && refused.code === 'INVALID_API_KEY' && refused.status === 401, 'the SDK reports the revoked key')
   t.equal((await app.inject({ url: '/api/auth/me', headers: secondAuth })).statusCode, 200)
   const tampered = `${second.apiKey.slice(0, -1)}${second.apiKey.endsWith('A') ? 'B' : 'A'}`
   for (const key of [tampered, 'pk_0000000000000000_' + 'A'.repeat(43), 'pk_nonsense']) {
@@ -96,7 +106,7 @@ t.test('bots: API keys (hashed, revocable) reach the same routes as people, only
   t.equal((await app.inject({ method: 'DELETE', url: '/api/users/me', headers: ada.auth, payload: { password: ada.password } })).statusCode, 200)
   t.equal((await app.inject({ url: '/api/auth/me', headers: secondAuth })).json().code, 'INVALID_API_KEY', 'its keys end with it')
   const history = (await app.inject({ url: `/api/conversations/${group}/messages`, headers: bob.auth })).json().messages
-  t.equal(history[0].text, 'deploy finished')
+  t.same(history.map((m: { text: string }) => m.text), ['deploy finished', 'from the SDK'])
   t.equal((await app.inject({ url: `/api/users/${bot.user.id}`, headers: bob.auth })).json().displayName, 'Deleted user')
 })
 
