@@ -98,6 +98,26 @@ export async function signIn (parley: Started, users: UserDoc[]): Promise<Array<
 
 type Measure = Awaited<ReturnType<typeof measure>>
 
+const METRICS_TOKEN_FOR_BENCH = 'bench-metrics-token-0123456789'
+
+/** Conversation writes still waiting on these instances (their metrics). */
+async function writesWaiting (urls: string[]): Promise<number> {
+  const counts = await Promise.all(urls.map(async (url) => {
+    const text = await (await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${METRICS_TOKEN_FOR_BENCH}` } })).text()
+    return Number(/^parley_conversation_writes_waiting (\d+)/m.exec(text)?.[1] ?? 0)
+  }))
+  return counts.reduce((a, b) => a + b, 0)
+}
+
+/** Runs a send scenario, then waits (at most 5 minutes) for the written-behind conversation documents to catch up. */
+async function behind (urls: string[], run: () => Promise<Measure>): Promise<Measure & { writesBehindAtEnd: number, catchUpSeconds: number }> {
+  const measured = await run()
+  const writesBehindAtEnd = await writesWaiting(urls)
+  const started = Date.now()
+  while (await writesWaiting(urls) > 0 && Date.now() - started < 300_000) await new Promise((resolve) => setTimeout(resolve, 250))
+  return { ...measured, writesBehindAtEnd, catchUpSeconds: Math.round((Date.now() - started) / 100) / 10 }
+}
+
 /** The same load on several instances at once (one autocannon each): summed throughput, worst latency. */
 async function measureAcross (urls: string[], requests: (url: string) => Parameters<typeof measure>[0]): Promise<Measure> {
   const results = await Promise.all(urls.map((url) => measure({ ...requests(url), connections: Math.max(1, Math.round(connections / urls.length)) })))
@@ -112,7 +132,7 @@ async function measureAcross (urls: string[], requests: (url: string) => Paramet
 
 export async function chatScenario (): Promise<Record<string, unknown>> {
   // Tokens outlive the run (seeding 1M messages into FerretDB takes minutes).
-  const limits = { AUTH_RATE_LIMIT_MAX: '1000000000', RATE_LIMIT_MAX: '1000000000', SEND_RATE_LIMIT_MAX: '1000000000', SEARCH_RATE_LIMIT_MAX: '1000000000', ACCESS_TOKEN_TTL_S: '3600' }
+  const limits = { AUTH_RATE_LIMIT_MAX: '1000000000', RATE_LIMIT_MAX: '1000000000', SEND_RATE_LIMIT_MAX: '1000000000', SEARCH_RATE_LIMIT_MAX: '1000000000', ACCESS_TOKEN_TTL_S: '3600', METRICS_TOKEN: METRICS_TOKEN_FOR_BENCH }
   const hello = await startHello()
   const parley = await startParley(limits)
   let second: Started | undefined
@@ -165,9 +185,13 @@ export async function chatScenario (): Promise<Record<string, unknown>> {
       url: parley.url,
       requests: [{ method: 'GET', path: '/', setupRequest: (req) => { const user = pick(signedIn); return { ...req, path: `/api/conversations/${anyConversation(user)}/messages?limit=50`, headers: auth(user.token) } } }]
     })
-    const sendOne = await measure({ url: parley.url, requests: [sendRequest(anyConversation)] })
-    const sendTwo = await measureAcross([parley.url, second.url], (url) => ({ url, requests: [sendRequest(anyConversation)] }))
-    const sendHot = await measureAcross([parley.url, second.url], (url) => ({ url, requests: [sendRequest(() => hot)] }))
+    // Conversation documents are written behind the sends: each send scenario
+    // reports how many were still waiting when it ended and how long the
+    // database took to catch up, which is waited out before the next one.
+    const instances = [parley.url, second.url]
+    const sendOne = await behind(instances, () => measure({ url: parley.url, requests: [sendRequest(anyConversation)] }))
+    const sendTwo = await behind(instances, () => measureAcross(instances, (url) => ({ url, requests: [sendRequest(anyConversation)] })))
+    const sendHot = await behind(instances, () => measureAcross(instances, (url) => ({ url, requests: [sendRequest(() => hot)] })))
 
     // Round trips, counted in an instance booted in this process.
     const { app, measure: count } = counting

@@ -1,13 +1,16 @@
 import fp from 'fastify-plugin'
 import { createAccountDataService, type AccountDataService } from '../services/account-data.js'
 import { createBotService, type BotService } from '../services/bots.js'
-import { createConversationService, type ConversationService } from '../services/conversations.js'
+import { createConversationService, type ConversationDoc, type ConversationService } from '../services/conversations.js'
 import { createMediaService, type MediaService } from '../services/media.js'
 import { createMessageService, type MessageService } from '../services/messages.js'
 import { createPeopleService, type PeopleService } from '../services/people.js'
 import { createReadModel, type ReadModel } from '../services/read-model.js'
-import { toMessageView } from '../services/messages.js'
+import { lastMessageOf, toMessageView } from '../services/messages.js'
+import { createConversationLock } from '../services/conversation-lock.js'
+import { createConversationActivity } from '../services/conversation-activity.js'
 import { ObjectId } from 'mongodb'
+import { Gauge } from 'prom-client'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -32,6 +35,7 @@ export default fp(async (fastify) => {
     db,
     ObjectId,
     toMessageView,
+    lastMessageOf,
     onLookups: (structure, hits, misses) => {
       if (hits > 0) fastify.metrics.readModelLookups.inc({ structure, result: 'hit' }, hits)
       if (misses > 0) fastify.metrics.readModelLookups.inc({ structure, result: 'miss' }, misses)
@@ -39,16 +43,29 @@ export default fp(async (fastify) => {
   })
   const people = createPeopleService(db, fastify.users, readModel)
   const media = createMediaService(db)
-  const conversations = createConversationService(db, people, readModel, fastify.publish, { groupMaxMembers: GROUP_MAX_MEMBERS })
+  const withConversationLock = createConversationLock(fastify.redis, (seconds) => fastify.metrics.lockWait.observe(seconds))
+  const activity = createConversationActivity({
+    conversations: db.collection<ConversationDoc>('conversations'),
+    onError: (err) => fastify.log.warn({ err }, 'conversation activity not written yet; retrying')
+  })
+  fastify.metrics.registry.registerMetric(new Gauge({
+    name: 'parley_conversation_writes_waiting',
+    help: 'Conversations whose new activity (counters, last message) is not yet written to the database (services/conversation-activity.ts)',
+    registers: [],
+    collect () { this.set(activity.waiting) }
+  }))
+  // Runs before the database closes (hooks run in reverse order of registration).
+  fastify.addHook('onClose', async () => { await activity.flushAll() })
+  const conversations = createConversationService(db, people, readModel, fastify.publish, { groupMaxMembers: GROUP_MAX_MEMBERS }, withConversationLock)
   const messages = createMessageService({
     db,
-    redis: fastify.redis,
     conversations,
+    withConversationLock,
+    activity,
     readModel,
     media,
     publish: fastify.publish,
     limits: { maxLength: MESSAGE_MAX_LENGTH, maxAttachments: MESSAGE_MAX_ATTACHMENTS },
-    onLockWait: (seconds) => fastify.metrics.lockWait.observe(seconds),
     onStored: fastify.deliverStored
   })
   fastify.decorate('readModel', readModel)

@@ -7,12 +7,13 @@
 // and read states come from Redis, rebuilt from these collections on a miss.
 // Every write bumps the conversation's `version` and hands the stored document
 // to the read model.
-import { ObjectId, type Collection, type Db } from 'mongodb'
+import { ObjectId, type Collection, type Db, type UpdateFilter } from 'mongodb'
 import createError from '@fastify/error'
 import { isDuplicateKey, parseObjectId, upsertRetrying, type PublicUser } from './users.js'
 import type { ReadModel } from './read-model.js'
 import { decodeCursor, encodeCursor, UserNotFound, type PeopleService } from './people.js'
 import type { Publish } from './events.js'
+import type { ConversationLock } from './conversation-lock.js'
 import type { Static } from '@sinclair/typebox'
 import type { Conversation } from '../schemas/chat.js'
 
@@ -75,7 +76,7 @@ const membershipId = (conversationId: string, userId: string): string => `${conv
 
 export type ConversationService = ReturnType<typeof createConversationService>
 
-export function createConversationService (db: Db, people: PeopleService, readModel: ReadModel, publish: Publish, limits: { groupMaxMembers: number }) {
+export function createConversationService (db: Db, people: PeopleService, readModel: ReadModel, publish: Publish, limits: { groupMaxMembers: number }, withConversationLock: ConversationLock) {
   const conversations: Collection<ConversationDoc> = db.collection<ConversationDoc>('conversations')
   const memberships: Collection<MembershipDoc> = db.collection<MembershipDoc>('memberships')
 
@@ -89,6 +90,29 @@ export function createConversationService (db: Db, people: PeopleService, readMo
         upsert: true
       }
     })), { ordered: false }))
+  }
+
+  /**
+   * Changes the stored conversation under its lock, starting from the read
+   * model's copy (the live state: the database learns the activity of
+   * messages behind the request), which this write also brings the document
+   * up to. The copy then takes the result.
+   */
+  async function update (conversationId: string, change: (now: ConversationDoc) => UpdateFilter<ConversationDoc> | null): Promise<ConversationDoc> {
+    return withConversationLock(conversationId, async () => {
+      const now = await readModel.conversation(conversationId)
+      if (!now) throw new ConversationNotFound()
+      const operations = change(now)
+      if (operations === null) return now
+      const updated = await conversations.findOneAndUpdate({ _id: now._id }, {
+        ...operations,
+        $set: { ...operations.$set, lastMessage: now.lastMessage, lastActivityAt: now.lastActivityAt, lastSentSeq: now.lastSentSeq, updatedAt: new Date() },
+        $max: { lastSeq: now.lastSeq, changeSeq: now.changeSeq, version: (now.version ?? 0) + 1 }
+      }, { returnDocument: 'after' })
+      if (!updated) throw new ConversationNotFound()
+      await readModel.putConversations([updated])
+      return updated
+    })
   }
 
   async function assertUsersExist (userIds: string[]): Promise<void> {
@@ -175,7 +199,7 @@ export function createConversationService (db: Db, people: PeopleService, readMo
     } catch (err) {
       if (!isDuplicateKey(err)) throw err
       // Concurrent or earlier creation: the unique key makes it the same one.
-      conversation = (await conversations.findOne({ key }))!
+      conversation = await readModel.caughtUp((await conversations.findOne({ key }))!)
       created = false
     }
     // Also repairs memberships and lists if an earlier creation stopped half-way.
@@ -263,9 +287,7 @@ export function createConversationService (db: Db, people: PeopleService, readMo
   async function rename (conversationId: string, userId: string, title: string): Promise<ConversationDoc> {
     const doc = await getForMember(conversationId, userId)
     assertAdmin(doc, userId)
-    const updated = await conversations.findOneAndUpdate({ _id: doc._id }, { $set: { title, updatedAt: new Date() }, $inc: { version: 1 } }, { returnDocument: 'after' })
-    if (!updated) throw new ConversationNotFound()
-    await readModel.putConversations([updated])
+    const updated = await update(conversationId, () => ({ $set: { title } }))
     await announce(updated)
     return updated
   }
@@ -279,9 +301,7 @@ export function createConversationService (db: Db, people: PeopleService, readMo
     if (adding.length === 0) return doc
     await ensureMemberships(conversationId, adding)
     await readModel.putNewMembers(conversationId, adding)
-    const updated = await conversations.findOneAndUpdate({ _id: doc._id }, { $addToSet: { memberIds: { $each: adding } }, $set: { updatedAt: new Date() }, $inc: { version: 1 } }, { returnDocument: 'after' })
-    if (!updated) throw new ConversationNotFound()
-    await readModel.putConversations([updated])
+    const updated = await update(conversationId, () => ({ $addToSet: { memberIds: { $each: adding } } }))
     await readModel.membershipChanged(adding, updated, 'add')
     await announce(updated)
     return updated
@@ -293,13 +313,13 @@ export function createConversationService (db: Db, people: PeopleService, readMo
     if (doc.type !== 'group') throw new NotAGroup()
     if (actorId !== targetId && !doc.adminIds.includes(actorId)) throw new NotAdmin()
     if (!doc.memberIds.includes(targetId)) throw new UserNotFound()
-    let updated = await conversations.findOneAndUpdate({ _id: doc._id }, { $pull: { memberIds: targetId, adminIds: targetId }, $set: { updatedAt: new Date() }, $inc: { version: 1 } }, { returnDocument: 'after' })
-    if (!updated) throw new ConversationNotFound()
-    // A group is never left without an admin while it has members.
-    if (updated.adminIds.length === 0 && updated.memberIds.length > 0) {
-      updated = await conversations.findOneAndUpdate({ _id: doc._id }, { $addToSet: { adminIds: updated.memberIds[0]! }, $inc: { version: 1 } }, { returnDocument: 'after' }) ?? updated
-    }
-    await readModel.putConversations([updated])
+    const updated = await update(conversationId, (now) => {
+      const memberIds = now.memberIds.filter((id) => id !== targetId)
+      const adminIds = now.adminIds.filter((id) => id !== targetId)
+      // A group is never left without an admin while it has members.
+      if (adminIds.length === 0 && memberIds.length > 0) adminIds.push(memberIds[0]!)
+      return { $set: { memberIds, adminIds } }
+    })
     await memberships.deleteOne({ _id: membershipId(conversationId, targetId) })
     await readModel.membershipChanged([targetId], updated, 'remove')
     await readModel.dropReadState(targetId, conversationId)

@@ -15,17 +15,19 @@
 // themselves and the send retried, never stored twice.
 import { createHash } from 'node:crypto'
 import { ObjectId, type Collection, type Db } from 'mongodb'
-import type { RedisClient } from './redis-client.js'
-import { Mutex } from 'redis-semaphore'
 import escapeStringRegexp from 'escape-string-regexp'
 import createError from '@fastify/error'
 import { isDuplicateKey, parseObjectId } from './users.js'
-import { Blocked, type ConversationDoc, type ConversationService } from './conversations.js'
+import { Blocked, type ConversationDoc, type ConversationService, type LastMessage } from './conversations.js'
 import type { ReadModel } from './read-model.js'
 import type { MediaInfo, MediaService } from './media.js'
 import type { Static } from '@sinclair/typebox'
 import type { Message } from '../schemas/chat.js'
 import type { Publish } from './events.js'
+import { Busy, type ConversationLock } from './conversation-lock.js'
+import type { ConversationActivity } from './conversation-activity.js'
+
+export { Busy }
 
 export const MessageNotFound = createError('MESSAGE_NOT_FOUND', 'No such message', 404)
 export const NotSender = createError('NOT_SENDER', 'Only the sender may change this message', 403)
@@ -35,7 +37,6 @@ export const MessageTooLong = createError('MESSAGE_TOO_LONG', 'The text is longe
 export const TooManyAttachments = createError('TOO_MANY_ATTACHMENTS', 'At most %s attachments per message', 400)
 export const TooManyReactions = createError('TOO_MANY_REACTIONS', 'This message has as many reactions as it can take', 409)
 export const ClientMsgIdReused = createError('CLIENT_MSG_ID_REUSED', 'This clientMsgId was already used for a different message', 409)
-export const Busy = createError('CONVERSATION_BUSY', 'The conversation is busy; retry', 503)
 export const ReplyTargetNotFound = createError('REPLY_TARGET_NOT_FOUND', 'replyTo must be a message of the same conversation', 400)
 export const ThreadNotFound = createError('THREAD_NOT_FOUND', 'No message with this seq starts a thread here', 404)
 
@@ -111,6 +112,11 @@ export function messageIdFor (conversationId: string, seq: number): ObjectId {
 
 const preview = (m: Pick<MessageDoc, 'text' | 'attachments'>): string => m.text ? m.text.slice(0, 120) : m.attachments.length > 0 ? '[image]' : ''
 
+/** What the conversation list shows of a message. */
+export function lastMessageOf (m: MessageDoc): LastMessage {
+  return { seq: m.seq, senderId: m.senderId, preview: m.deletedAt ? '' : preview(m), createdAt: m.createdAt, deleted: m.deletedAt !== null }
+}
+
 export interface SendInput {
   clientMsgId: string
   text?: string
@@ -138,50 +144,20 @@ export type MessageService = ReturnType<typeof createMessageService>
 
 export function createMessageService (deps: {
   db: Db
-  redis: RedisClient
   conversations: ConversationService
   readModel: ReadModel
   media: MediaService
   publish: Publish
   limits: MessageLimits
-  /** Told how long each writer waited for a conversation's mutex. */
-  onLockWait?: (seconds: number) => void
+  /** Serialises the writes of one conversation across instances. */
+  withConversationLock: ConversationLock
+  /** Writes each conversation's new activity to the database, behind the request. */
+  activity: ConversationActivity
   /** Told of every stored message change, after it is stored (push notifications and webhooks). */
   onStored?: (change: StoredChange) => Promise<void>
 }) {
-  const { db, redis, conversations, readModel, media, publish, limits } = deps
+  const { db, conversations, readModel, media, publish, limits, withConversationLock, activity } = deps
   const messages: Collection<MessageDoc> = db.collection<MessageDoc>('messages')
-  const conversationDocs = conversations.collection
-
-  // Writers of one conversation on this instance queue here first, so that only
-  // one of them at a time competes (by polling Redis) for the shared mutex.
-  const localQueues = new Map<string, Promise<unknown>>()
-
-  function withConversationLock<T> (conversationId: string, work: () => Promise<T>): Promise<T> {
-    const previous = localQueues.get(conversationId) ?? Promise.resolve()
-    const queuedAt = performance.now()
-    const run = previous.catch(() => {}).then(() => withSharedLock(conversationId, () => {
-      deps.onLockWait?.((performance.now() - queuedAt) / 1000)
-      return work()
-    }))
-    localQueues.set(conversationId, run)
-    run.finally(() => { if (localQueues.get(conversationId) === run) localQueues.delete(conversationId) }).catch(() => {})
-    return run
-  }
-
-  async function withSharedLock<T> (conversationId: string, work: () => Promise<T>): Promise<T> {
-    const mutex = new Mutex(redis, `lock:conversation:${conversationId}`, { lockTimeout: 15_000, acquireTimeout: 15_000, retryInterval: 3, refreshInterval: 5_000 })
-    try {
-      await mutex.acquire()
-    } catch {
-      throw new Busy()
-    }
-    try {
-      return await work()
-    } finally {
-      await mutex.release().catch(() => {})
-    }
-  }
 
   /** Members' sockets and the delivery jobs hear of a stored change together. */
   async function announce (stored: StoredChange): Promise<void> {
@@ -202,19 +178,20 @@ export function createMessageService (deps: {
    * A number the conversation was about to hand out is taken: a sender stopped
    * between storing its message and recording it on the conversation, or the
    * read model's copy was lost and rebuilt from a conversation document that
-   * lagged. The messages themselves say how far the numbers went.
+   * lagged. The messages say how far the numbers went.
    */
   async function repair (conversation: ConversationDoc): Promise<void> {
-    const conversationId = conversation._id.toHexString()
-    const [lastMessage, lastChange] = await Promise.all([
-      messages.find({ conversationId }).sort({ seq: -1 }).limit(1).next(),
-      messages.find({ conversationId }).sort({ changeSeq: -1 }).limit(1).next()
+    const repaired = await readModel.caughtUp(conversation)
+    if (repaired !== conversation) await settle({ ...repaired, version: (conversation.version ?? 0) + 1 }, true)
+  }
+
+  /** The conversation's new state (under its lock): at once in the read model, soon in the database. */
+  async function settle (next: ConversationDoc, touchLists: boolean, message?: MessageView): Promise<void> {
+    await Promise.all([
+      readModel.putConversations([next], { touchLists }),
+      message ? readModel.putMessages(next._id.toHexString(), [message], next.lastSeq) : undefined
     ])
-    if (lastMessage && lastMessage.seq > conversation.lastSeq) await recordOnConversation(conversation._id, lastMessage)
-    if (lastChange) {
-      const updated = await conversationDocs.findOneAndUpdate({ _id: conversation._id }, { $max: { changeSeq: lastChange.changeSeq }, $inc: { version: 1 } }, { returnDocument: 'after' })
-      if (updated) await readModel.putConversations([updated])
-    }
+    await activity.record(next)
   }
 
   function validateContent (input: { text?: string, attachments?: string[] }): void {
@@ -275,7 +252,7 @@ export function createMessageService (deps: {
             // Stored, but its sender stopped before recording it on the
             // conversation: finish that now, and announce it.
             if (existing.seq > now.lastSeq) {
-              await recordOnConversation(now._id, existing)
+              await recordOnConversation(now, existing)
               return { doc: existing, created: true }
             }
             return { doc: existing, created: false }
@@ -283,7 +260,7 @@ export function createMessageService (deps: {
           await repair(now)
           continue
         }
-        await recordOnConversation(now._id, doc)
+        await recordOnConversation(now, doc)
         return { doc, created: true }
       }
       throw new Busy()
@@ -345,27 +322,21 @@ export function createMessageService (deps: {
     }, 'message.updated')
   }
 
-  // $max keeps the counters from ever going back; the stored result goes to
-  // the read model (the conversation, its place in each member's list, and the
-  // message in the window of latest messages).
-  async function recordOnConversation (conversationId: ObjectId, doc: MessageDoc): Promise<ConversationDoc> {
-    const updated = await conversationDocs.findOneAndUpdate({ _id: conversationId }, {
-      $max: { lastSeq: doc.seq, changeSeq: doc.changeSeq },
-      $inc: { version: 1 },
-      $set: {
-        lastActivityAt: doc.createdAt,
-        updatedAt: doc.createdAt,
-        lastMessage: { seq: doc.seq, senderId: doc.senderId, preview: preview(doc), createdAt: doc.createdAt, deleted: false },
-        // The sender has read what they wrote (see ConversationDoc.lastSentSeq).
-        [`lastSentSeq.${doc.senderId}`]: doc.seq
-      }
-    }, { returnDocument: 'after' })
-    if (!updated) throw new MessageNotFound()
-    await Promise.all([
-      readModel.putConversations([updated], { touchLists: true }),
-      readModel.putMessages(updated._id.toHexString(), [toMessageView(doc)], updated.lastSeq)
-    ])
-    return updated
+  // The conversation as it stands after the message: counters never go back;
+  // the sender has read what they wrote (see ConversationDoc.lastSentSeq).
+  async function recordOnConversation (now: ConversationDoc, doc: MessageDoc): Promise<ConversationDoc> {
+    const next: ConversationDoc = {
+      ...now,
+      lastSeq: Math.max(now.lastSeq, doc.seq),
+      changeSeq: Math.max(now.changeSeq, doc.changeSeq),
+      version: (now.version ?? 0) + 1,
+      lastActivityAt: doc.createdAt,
+      updatedAt: doc.createdAt,
+      lastMessage: doc.seq >= now.lastSeq ? lastMessageOf(doc) : now.lastMessage,
+      lastSentSeq: { ...now.lastSentSeq, [doc.senderId]: Math.max(now.lastSentSeq?.[doc.senderId] ?? 0, doc.seq) }
+    }
+    await settle(next, true, toMessageView(doc))
+    return next
   }
 
   async function loadForMember (messageId: string, userId: string): Promise<{ message: MessageDoc, conversation: ConversationDoc }> {
@@ -403,17 +374,13 @@ export function createMessageService (deps: {
         if (!result) throw new MessageNotFound()
         // Keep the conversation list's preview true when its last message changes.
         const isLast = now.lastMessage?.seq === result.seq
-        const after = await conversationDocs.findOneAndUpdate({ _id: now._id }, {
-          $max: { changeSeq },
-          $inc: { version: 1 },
-          ...(isLast ? { $set: { 'lastMessage.preview': result.deletedAt ? '' : preview(result), 'lastMessage.deleted': result.deletedAt !== null } } : {})
-        }, { returnDocument: 'after' })
-        if (after) {
-          await Promise.all([
-            readModel.putConversations([after]),
-            readModel.putMessages(after._id.toHexString(), [toMessageView(result)], after.lastSeq)
-          ])
+        const next: ConversationDoc = {
+          ...now,
+          changeSeq: Math.max(now.changeSeq, changeSeq),
+          version: (now.version ?? 0) + 1,
+          ...(isLast ? { lastMessage: { ...now.lastMessage!, preview: result.deletedAt ? '' : preview(result), deleted: result.deletedAt !== null } } : {})
         }
+        await settle(next, false, toMessageView(result))
         return result
       }
       throw new Busy()

@@ -131,20 +131,23 @@ export function createPushService (deps: {
   /** What to tell the user about this conversation now, or why nothing. */
   async function notification (userId: string, conversationId: string): Promise<Static<typeof PushPayload> | Exclude<PushOutcome, 'sent' | 'no-devices' | 'gone'>> {
     const _id = parseObjectId(conversationId)
-    const [conversation, membership] = await Promise.all([
+    // The document's counters are written behind the sends (services/conversation-activity.ts): the last message says where they are.
+    const [conversation, membership, latest] = await Promise.all([
       _id ? conversations.findOne({ _id }) : null,
-      memberships.findOne({ _id: `${conversationId}:${userId}` })
+      memberships.findOne({ _id: `${conversationId}:${userId}` }),
+      messages.find({ conversationId }).sort({ conversationId: 1, seq: -1 }).limit(1).next()
     ])
-    if (!conversation?.memberIds.includes(userId) || !membership) return 'read'
-    const lastRead = Math.max(membership.lastReadSeq, conversation.lastSentSeq?.[userId] ?? 0)
-    const unreadCount = conversation.lastSeq - lastRead
+    if (!conversation?.memberIds.includes(userId) || !membership || !latest) return 'read'
+    const lastSeq = Math.max(conversation.lastSeq, latest.seq)
+    const lastRead = Math.max(membership.lastReadSeq, conversation.lastSentSeq?.[userId] ?? 0, latest.senderId === userId ? latest.seq : 0)
+    const unreadCount = lastSeq - lastRead
     if (unreadCount <= 0) return 'read'
     // A mention reaches you through a mute: then the notification is about the mention.
     const muted = membership.mutedUntil !== null && membership.mutedUntil > new Date()
     if (muted && (membership.mentionCount ?? 0) === 0) return 'muted'
     const shown = muted
       ? await messages.find({ conversationId, mentions: userId, seq: { $gt: lastRead } }).sort({ conversationId: 1, mentions: 1, seq: -1 }).limit(1).next()
-      : await messages.findOne({ conversationId, seq: conversation.lastSeq })
+      : latest
     if (!shown || shown.deletedAt) return muted ? 'muted' : 'read'
     const senderId = parseObjectId(shown.senderId)
     const [sender, blocked] = await Promise.all([

@@ -14,7 +14,7 @@
 // the change is discarded.
 import type { Collection, Db } from 'mongodb'
 import { getMany, type RedisClient } from './redis-client.js'
-import type { ConversationDoc, MembershipDoc } from './conversations.js'
+import type { ConversationDoc, LastMessage, MembershipDoc } from './conversations.js'
 import type { MessageDoc, MessageView } from './messages.js'
 import { parseObjectId, toSelfUser, type PublicUser, type SelfUser, type UserDoc } from './users.js'
 
@@ -134,6 +134,8 @@ export function createReadModel (deps: {
   db: Db
   ObjectId: new (hex: string) => ConversationDoc['_id']
   toMessageView: (doc: MessageDoc) => MessageView
+  /** The list preview of a message. */
+  lastMessageOf: (doc: MessageDoc) => LastMessage
   /** Told how many lookups of a structure were answered from Redis (hits) and rebuilt from MongoDB (misses). */
   onLookups?: (structure: string, hits: number, misses: number) => void
 }) {
@@ -165,18 +167,44 @@ export function createReadModel (deps: {
     counted('conversation', ids.length - missing.length, missing.length)
     if (missing.length > 0) {
       const objectIds = missing.map(parseObjectId).filter((id) => id !== null)
-      const docs = objectIds.length > 0 ? await conversations.find({ _id: { $in: objectIds } }).toArray() : []
+      const stored = objectIds.length > 0 ? await conversations.find({ _id: { $in: objectIds } }).toArray() : []
+      const docs = await Promise.all(stored.map(caughtUp))
       for (const doc of docs) out.set(doc._id.toHexString(), doc)
       await putConversations(docs)
     }
     return out
   }
 
+  /**
+   * A conversation document as stored may lag its messages: its activity is
+   * written behind (services/conversation-activity.ts), and a writer may stop
+   * before it. The messages say how far it went: one indexed query finds a
+   * change past the document's, and only then one more finds the last message.
+   */
+  async function caughtUp (doc: ConversationDoc): Promise<ConversationDoc> {
+    const conversationId = doc._id.toHexString()
+    const lastChange = await messages.find({ conversationId, changeSeq: { $gt: doc.changeSeq } }, { projection: { changeSeq: 1 } }).sort({ conversationId: 1, changeSeq: -1 }).limit(1).next()
+    if (!lastChange) return doc
+    const last = await messages.find({ conversationId }).sort({ conversationId: 1, seq: -1 }).limit(1).next()
+    if (!last) return { ...doc, changeSeq: lastChange.changeSeq }
+    const lastActivityAt = last.createdAt > doc.lastActivityAt ? last.createdAt : doc.lastActivityAt
+    return {
+      ...doc,
+      lastSeq: Math.max(doc.lastSeq, last.seq),
+      changeSeq: lastChange.changeSeq,
+      lastMessage: deps.lastMessageOf(last),
+      lastActivityAt,
+      updatedAt: lastActivityAt,
+      // What a member sent counts as read by them: the last sender is known here; earlier ones from the document.
+      lastSentSeq: { ...doc.lastSentSeq, [last.senderId]: Math.max(doc.lastSentSeq?.[last.senderId] ?? 0, last.seq) }
+    }
+  }
+
   async function conversation (id: string): Promise<ConversationDoc | null> {
     return (await conversationsById([id])).get(id) ?? null
   }
 
-  /** After a write: the conversation as the database returned it, and its place in each member's list. */
+  /** After a write: the conversation as it now stands, and its place in each member's list. */
   async function putConversations (docs: ConversationDoc[], options: { touchLists?: boolean } = {}): Promise<void> {
     if (docs.length === 0) return
     await Promise.all(docs.flatMap((doc) => {
@@ -388,6 +416,7 @@ export function createReadModel (deps: {
     conversation,
     conversationsById,
     putConversations,
+    caughtUp,
     conversationIdsOf,
     membershipChanged,
     readStates,

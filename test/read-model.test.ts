@@ -132,3 +132,33 @@ t.test('Redis restarted empty: everything is rebuilt from MongoDB, nothing lost'
   const sent = await app.messages.send(conversationId, ada.id, { clientMsgId: 'r4', text: 'r4' })
   t.equal(sent.message.seq, 4, 'numbering goes on without a gap')
 })
+
+t.test('the conversation document is written behind the sends: it catches up, and a copy rebuilt while it lags catches up from the messages', async (t) => {
+  const app = await build(t, { SEND_RATE_LIMIT_MAX: 100000 })
+  const [ada, bob, cy] = [await createUser(app), await createUser(app), await createUser(app)]
+  const group = (await app.inject({ method: 'POST', url: '/api/conversations', headers: ada.auth, payload: { type: 'group', title: 'before', memberIds: [bob.id, cy.id] } })).json().id as string
+  const { ObjectId } = await import('mongodb')
+  const doc = () => app.mongo.db.collection('conversations').findOne({ _id: new ObjectId(group) })
+
+  // Sends and an admin's changes interleave; each kind of write keeps the other's.
+  const sends = Array.from({ length: 40 }, (_, i) => app.messages.send(group, i % 2 === 0 ? ada.id : bob.id, { clientMsgId: `wb${i}`, text: `m${i}` }))
+  const rename = app.conversations.rename(group, ada.id, 'after')
+  const removal = app.conversations.removeMember(group, ada.id, cy.id)
+  await Promise.all([...sends, rename, removal])
+  const live = (await app.readModel.conversation(group))!
+  t.same([live.lastSeq, live.changeSeq, live.title, live.memberIds.length], [40, 40, 'after', 2], 'the copy has every write')
+
+  for (let i = 0; i < 100 && (await doc())?.lastSeq !== 40; i++) await new Promise((resolve) => setTimeout(resolve, 50))
+  const written = (await doc())!
+  t.same([written.lastSeq, written.changeSeq, written.title, written.memberIds.length, written.lastMessage.seq], [40, 40, 'after', 2, 40], 'the document caught up behind the requests')
+
+  // A crash lost the last writes behind (the document says 30), and Redis is emptied.
+  await app.mongo.db.collection('conversations').updateOne({ _id: new ObjectId(group) }, { $set: { lastSeq: 30, changeSeq: 30, lastMessage: { ...written.lastMessage, seq: 30, preview: 'm29' } } })
+  await emptyReadModel(app)
+  const listed = (await app.inject({ url: '/api/conversations', headers: bob.auth })).json().conversations[0]
+  t.same([listed.lastSeq, listed.changeSeq, listed.lastMessage.seq, listed.lastMessage.preview, listed.title], [40, 40, 40, 'm39', 'after'], 'rebuilt from the messages, not from the lagging document')
+  t.equal(listed.unreadCount, 0, 'bob sent the last message: read by him')
+  const next = await app.messages.send(group, ada.id, { clientMsgId: 'after-crash', text: 'n' })
+  t.equal(next.message.seq, 41, 'numbering goes on without a gap')
+  await assertCoherent(t, app, bob, group, 'after the catch-up')
+})
