@@ -22,14 +22,14 @@ export type ConversationActivity = ReturnType<typeof createConversationActivity>
 
 export function createConversationActivity (deps: {
   conversations: Collection<ConversationDoc>
-  /** Conversations written at once. */
+  /** Conversations written at once (few: the fewer in flight, the more later changes coalesce into the next write). */
   concurrency?: number
   /** Conversations waiting before writers are held back. */
   maxPending?: number
   onError?: (err: unknown) => void
 }) {
   const { conversations } = deps
-  const concurrency = deps.concurrency ?? 8
+  const concurrency = deps.concurrency ?? 2
   const maxPending = deps.maxPending ?? 5000
   const pending = new Map<string, ConversationDoc>()
   const queue: string[] = []
