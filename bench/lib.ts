@@ -71,7 +71,9 @@ export async function startParley (extraEnv: NodeJS.ProcessEnv = {}): Promise<St
   if (!extraEnv.MONGODB_URI) delete env.MONGODB_URI
   if (!extraEnv.REDIS_URL) delete env.REDIS_URL
   // server.ts prints "[parley] listening at URL" whatever the log level.
-  const started = await startProcess([join(root, 'dist/server.js')], /\[parley\] listening at (http:\/\/127\.0\.0\.1:\d+)/, env, cwd)
+  // BENCH_PROFILE_DIR: each server writes a V8 CPU profile there when it stops.
+  const profile = process.env.BENCH_PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`] : []
+  const started = await startProcess([...profile, join(root, 'dist/server.js')], /\[parley\] listening at (http:\/\/127\.0\.0\.1:\d+)/, env, cwd)
   const stop = started.stop
   return { ...started, stop: async () => { await stop(); await rm(cwd, { recursive: true, force: true }) } }
 }

@@ -250,6 +250,29 @@ t.test('access and refresh tokens cannot stand in for each other', async (t) => 
   t.equal(asRefresh.json().code, 'INVALID_REFRESH_TOKEN')
 })
 
+t.test('reads that run alongside the session check answer only once it passed', async (t) => {
+  const { app, smtp } = await setup(t, { RATE_LIMIT_MAX: 4 })
+  const user = await registerUser(app, smtp)
+  const missing = '0123456789abcdef01234567'
+  const reads = ['/api/auth/me', '/api/conversations', `/api/conversations/${missing}/messages`]
+  const live = await Promise.all(reads.map((url) => app.inject({ url, headers: user.auth })))
+  t.same(live.map((r) => r.statusCode), [200, 200, 404], 'a live session gets its data, or the read\'s own error')
+  t.equal(live[0]!.json().id, user.id)
+
+  let over = await app.inject({ url: '/api/auth/me', headers: user.auth })
+  for (let i = 0; i < 10 && over.statusCode === 200; i++) over = await app.inject({ url: '/api/auth/me', headers: user.auth })
+  t.equal(over.statusCode, 429, 'the budget (4 a minute here) is charged on these reads too')
+  t.equal(over.json().code, 'RATE_LIMITED')
+  t.notOk('email' in over.json(), 'and the refusal replaces the data that was read')
+
+  await app.redis.del(sessionKey(app.jwt.decode<{ sid: string }>(user.accessToken)!.sid))
+  for (const url of reads) {
+    const res = await app.inject({ url, headers: user.auth })
+    t.equal(res.statusCode, 401, url)
+    t.equal(res.json().code, 'SESSION_REVOKED', `${url}: the refusal, never the data or the read's own 404`)
+  }
+})
+
 t.test('tokens signed otherwise are refused: wrong key, alg none, wrong audience, expired', async (t) => {
   const { app, smtp } = await setup(t)
   const user = await registerUser(app, smtp)

@@ -188,8 +188,9 @@ const auth: FastifyPluginAsyncTypebox = async (fastify) => {
     return { status: 'ok' as const }
   })
 
+  // Signed in: the user's budget applies, not the per-IP one of the sign-in routes.
   fastify.get('/me', {
-    config,
+    config: { readOnly: true },
     preHandler: fastify.authenticate,
     schema: {
       tags,

@@ -37,6 +37,7 @@ const conversations: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.get('/', {
+    config: { readOnly: true },
     schema: {
       tags,
       security: bearerOrCookie,
@@ -124,6 +125,7 @@ const conversations: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.get('/:id/messages', {
+    config: { readOnly: true },
     schema: {
       tags: ['messages'],
       security: bearerOrCookie,
