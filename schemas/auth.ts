@@ -1,5 +1,5 @@
 import { Type } from '@sinclair/typebox'
-import { MAX_INT } from './common.js'
+import { MAX_INT, Nullable } from './common.js'
 
 // Password bounds belong to the schema: the service only hashes what passed it.
 export const PASSWORD_MIN = 8
@@ -40,8 +40,8 @@ export const PublicUser = Type.Object({
   username: Type.String(),
   displayName: Type.String(),
   bio: Type.String(),
-  avatarUrl: Type.Union([Type.String(), Type.Null()]),
-  lastSeenAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+  avatarUrl: Nullable(Type.String()),
+  lastSeenAt: Nullable(Type.String({ format: 'date-time' })),
   bot: Type.Optional(Type.Literal(true, { description: 'Present on bot accounts' }))
 }, { $id: 'PublicUser', title: 'PublicUser' })
 
@@ -51,8 +51,8 @@ export const SelfUser = Type.Object({
   username: Type.String(),
   displayName: Type.String(),
   bio: Type.String(),
-  avatarUrl: Type.Union([Type.String(), Type.Null()]),
-  lastSeenAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+  avatarUrl: Nullable(Type.String()),
+  lastSeenAt: Nullable(Type.String({ format: 'date-time' })),
   createdAt: Type.String({ format: 'date-time' }),
   bot: Type.Optional(Type.Literal(true))
 }, { title: 'SelfUser' })

@@ -1,6 +1,6 @@
 import { Type } from '@sinclair/typebox'
 import { ObjectIdString, PublicUser, SelfUser } from './auth.js'
-import { ref, MAX_INT } from './common.js'
+import { ref, MAX_INT, Nullable, StringEnum } from './common.js'
 
 const strict = { additionalProperties: false } as const
 export const IdParams = Type.Object({ id: ObjectIdString }, strict)
@@ -22,7 +22,7 @@ export const UserSearchQuery = Type.Object({
   cursor: Type.Optional(Cursor),
   limit: Type.Optional(Limit(50, 20))
 }, strict)
-export const UserPage = Type.Object({ users: Type.Array(ref(PublicUser)), nextCursor: Type.Union([Cursor, Type.Null()]) })
+export const UserPage = Type.Object({ users: Type.Array(ref(PublicUser)), nextCursor: Nullable(Cursor) })
 
 export const ImageUpload = Type.Object({
   file: Type.String({ format: 'binary', description: 'The image (PNG, JPEG, WebP or GIF, by its magic bytes); one file part, conventionally named `file` (the first file part is taken whatever its name)' })
@@ -45,19 +45,19 @@ const LastMessage = Type.Object({
 
 export const Conversation = Type.Object({
   id: ObjectIdString,
-  type: Type.Union([Type.Literal('direct'), Type.Literal('group')]),
-  title: Type.Union([Type.String(), Type.Null()]),
+  type: StringEnum(['direct', 'group']),
+  title: Nullable(Type.String()),
   members: Type.Array(ref(PublicUser)),
   adminIds: Type.Array(ObjectIdString),
   createdAt: Type.String({ format: 'date-time' }),
   lastActivityAt: Type.String({ format: 'date-time' }),
   lastSeq: Type.Integer({ maximum: MAX_INT, description: 'Seq of the newest message (0 when none)' }),
   changeSeq: Type.Integer({ maximum: MAX_INT, description: 'Latest change number; pass it as `since` to /changes to catch up' }),
-  lastMessage: Type.Union([LastMessage, Type.Null()]),
+  lastMessage: Nullable(LastMessage),
   lastReadSeq: Type.Integer({ maximum: MAX_INT }),
   unreadCount: Type.Integer({ maximum: MAX_INT }),
   unreadMentionCount: Type.Integer({ maximum: MAX_INT, description: 'Unread messages that mention you (notify for these even when muted)' }),
-  mutedUntil: Type.Union([Type.String({ format: 'date-time' }), Type.Null()])
+  mutedUntil: Nullable(Type.String({ format: 'date-time' }))
 }, { $id: 'Conversation', title: 'Conversation' })
 
 export const CreateConversationBody = Type.Union([
@@ -72,7 +72,7 @@ export const ConversationPatch = Type.Object({ title: Type.String({ minLength: 1
 export const AddMembersBody = Type.Object({ userIds: Type.Array(ObjectIdString, { minItems: 1, maxItems: 1000, uniqueItems: true }) }, strict)
 export const MuteBody = Type.Object({ until: Type.Union([Type.String({ format: 'date-time' }), Type.Null()], { description: 'Muted until then; null unmutes' }) }, strict)
 export const ConversationListQuery = Type.Object({ cursor: Type.Optional(Cursor), limit: Type.Optional(Limit(100, 20)) }, strict)
-export const ConversationPage = Type.Object({ conversations: Type.Array(ref(Conversation)), nextCursor: Type.Union([Cursor, Type.Null()]) })
+export const ConversationPage = Type.Object({ conversations: Type.Array(ref(Conversation)), nextCursor: Nullable(Cursor) })
 
 export const Message = Type.Object({
   id: ObjectIdString,
@@ -81,26 +81,26 @@ export const Message = Type.Object({
   changeSeq: Type.Integer({ maximum: MAX_INT, description: 'Change number of the latest change to this message' }),
   senderId: ObjectIdString,
   clientMsgId: Type.String(),
-  text: Type.Union([Type.String(), Type.Null()], { description: 'null once deleted' }),
+  text: Nullable(Type.String(), { description: 'null once deleted' }),
   attachments: Type.Array(ref(MediaInfo)),
   reactions: Type.Array(Type.Object({ emoji: Type.String(), count: Type.Integer({ maximum: MAX_INT }), userIds: Type.Array(ObjectIdString) })),
   createdAt: Type.String({ format: 'date-time' }),
-  editedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+  editedAt: Nullable(Type.String({ format: 'date-time' })),
   deleted: Type.Boolean(),
-  deletedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
-  replyTo: Type.Union([Type.Object({
+  deletedAt: Nullable(Type.String({ format: 'date-time' })),
+  replyTo: Nullable(Type.Object({
     id: ObjectIdString,
     seq: Type.Integer({ maximum: MAX_INT }),
     rootSeq: Type.Integer({ maximum: MAX_INT, description: 'Seq of the thread\'s first message (the parent\'s seq, or its root when the parent is itself a reply)' }),
     senderId: ObjectIdString,
     preview: Type.String({ description: 'The parent\'s text as it was when replied to (first 120 characters); empty once deleted' }),
     deleted: Type.Boolean({ description: 'The parent was deleted: show a tombstone' })
-  }), Type.Null()], { description: 'The message this one replies to' }),
+  }), { description: 'The message this one replies to' }),
   mentions: Type.Array(ObjectIdString, { description: 'Members mentioned by @username in the text' }),
-  thread: Type.Union([Type.Object({
+  thread: Nullable(Type.Object({
     replyCount: Type.Integer({ maximum: MAX_INT }),
     lastReplyAt: Type.String({ format: 'date-time' })
-  }), Type.Null()], { description: 'On a thread\'s first message: its replies so far' })
+  }), { description: 'On a thread\'s first message: its replies so far' })
 }, { $id: 'Message', title: 'Message' })
 
 export const AccountExport = Type.Object({

@@ -1,5 +1,19 @@
 import { Type, type Static, type TSchema, type TUnsafe } from '@sinclair/typebox'
 
+/**
+ * `schema` or null, as OpenAPI 3.0's `nullable`. Unlike `anyOf: [schema, null]`
+ * it is serialized without validating the value against each branch, which
+ * showed in the profiles of the hot reads.
+ */
+export function Nullable<T extends TSchema> (schema: T, options: { description?: string } = {}): TUnsafe<Static<T> | null> {
+  return Type.Unsafe<Static<T> | null>({ ...schema, ...options, nullable: true })
+}
+
+/** One of a few strings, as one `enum` (serialized as a string, not as an `anyOf` of constants). */
+export function StringEnum<const T extends readonly string[]> (values: T, options: { description?: string } = {}): TUnsafe<T[number]> {
+  return Type.Unsafe<T[number]>({ type: 'string', enum: [...values], ...options })
+}
+
 /** The largest integer any schema accepts: what JavaScript and MongoDB both hold exactly. */
 export const MAX_INT = Number.MAX_SAFE_INTEGER
 

@@ -1,7 +1,7 @@
 // Web Push subscriptions, bot accounts with API keys, outgoing webhooks.
 import { Type } from '@sinclair/typebox'
 import { ObjectIdString, PublicUser, Username } from './auth.js'
-import { MAX_INT, ref } from './common.js'
+import { MAX_INT, Nullable, ref } from './common.js'
 
 const strict = { additionalProperties: false } as const
 const base64url = (description: string, min: number, max: number) => Type.String({ pattern: `^[A-Za-z0-9_-]{${min},${max}}={0,2}$`, description })
@@ -27,7 +27,7 @@ export const PushSubscriptionView = Type.Object({
   id: ObjectIdString,
   endpointOrigin: Type.String({ description: 'The push service (the full endpoint is a capability and is not shown)', examples: ['https://fcm.googleapis.com'] }),
   createdAt: DateTime,
-  lastPushAt: Type.Union([DateTime, Type.Null()])
+  lastPushAt: Nullable(DateTime)
 }, { $id: 'PushSubscription', title: 'PushSubscription' })
 
 export const PushSubscriptionList = Type.Object({ subscriptions: Type.Array(ref(PushSubscriptionView)) })
@@ -38,7 +38,7 @@ export const PushPayload = Type.Object({
   conversationId: ObjectIdString,
   seq: Type.Integer({ maximum: MAX_INT, description: 'The message the notification is about' }),
   title: Type.String({ description: 'The group\'s title, or the sender\'s name in a direct conversation' }),
-  body: Type.Union([Type.String(), Type.Null()], { description: 'A preview of the text; null when the sender is someone you blocked' }),
+  body: Nullable(Type.String(), { description: 'A preview of the text; null when the sender is someone you blocked' }),
   unreadCount: Type.Integer({ maximum: MAX_INT }),
   mention: Type.Boolean({ description: 'You were mentioned (sent even when the conversation is muted)' })
 }, { $id: 'PushPayload', title: 'PushPayload', description: 'The JSON a device receives, decrypted, in its service worker\'s push event' })
@@ -54,7 +54,7 @@ export const ApiKeyView = Type.Object({
   id: Type.String({ pattern: '^[0-9a-f]{16}$' }),
   prefix: Type.String({ description: 'The key\'s first characters, to tell keys apart', examples: ['pk_1a2b3c4d5e6f7a8b'] }),
   createdAt: DateTime,
-  lastUsedAt: Type.Union([DateTime, Type.Null()])
+  lastUsedAt: Nullable(DateTime)
 }, { $id: 'ApiKey', title: 'ApiKey' })
 
 export const NewApiKey = Type.Object({
@@ -94,7 +94,7 @@ export const WebhookView = Type.Object({
   url: Type.String(),
   events: Type.Array(WebhookEventType),
   enabled: Type.Boolean(),
-  disabledReason: Type.Union([Type.String(), Type.Null()]),
+  disabledReason: Nullable(Type.String()),
   failedEventsInARow: Type.Integer({ maximum: MAX_INT, description: 'Events whose every attempt failed, since the last success; the webhook is disabled when this reaches the server\'s limit' }),
   createdBy: ObjectIdString,
   createdAt: DateTime
@@ -112,8 +112,8 @@ export const WebhookDelivery = Type.Object({
   type: WebhookEventType,
   attempt: Type.Integer({ minimum: 1, maximum: MAX_INT }),
   ok: Type.Boolean(),
-  status: Type.Union([Type.Integer({ maximum: 999 }), Type.Null()], { description: 'The HTTP status the target answered, null when it did not answer' }),
-  error: Type.Union([Type.String(), Type.Null()]),
+  status: Nullable(Type.Integer({ maximum: 999 }), { description: 'The HTTP status the target answered, null when it did not answer' }),
+  error: Nullable(Type.String()),
   durationMs: Type.Integer({ maximum: MAX_INT }),
   at: DateTime
 }, { title: 'WebhookDelivery' })
