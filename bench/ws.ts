@@ -4,14 +4,18 @@
 // BENCH_WS_RATE messages a second. Reports delivered messages per second,
 // send→receive latency and server RSS per connection, and checks that every
 // message reached every member exactly once. The same load against a bare `ws`
-// fan-out server in one process is the ceiling. `ws-idle` holds
+// fan-out server in one process is the ceiling; a Socket.IO + redis-adapter
+// server that inserts each message (bench/ws-socketio-peer.ts), on the same
+// database and Redis with as many instances, is the peer. `ws-idle` holds
 // BENCH_WS_IDLE sockets (20,000 by default) on one instance and reports RSS per socket.
 import { execSync, spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { randomBytes } from 'node:crypto'
+import { EventEmitter } from 'node:events'
 import WebSocket from 'ws'
+import { io as socketIo, type Socket as SocketIoClient } from 'socket.io-client'
 import { MongoClient, ObjectId } from 'mongodb'
 import { hashPassword } from '../services/passwords.js'
 import type { UserDoc } from '../services/users.js'
@@ -23,6 +27,8 @@ const CLIENTS = Number(process.env.BENCH_WS_CLIENTS ?? 200)
 const INSTANCE_COUNTS = (process.env.BENCH_WS_INSTANCES ?? '1,2,4').split(',').map(Number)
 const REDIS_MODES = (process.env.BENCH_WS_REDIS ?? 'single,cluster').split(',') as Array<'single' | 'cluster'>
 const RATE = Number(process.env.BENCH_WS_RATE ?? 1)
+// BENCH_WS_PEER=0 skips the Socket.IO peer (it runs next to each one-Redis run).
+const PEER = process.env.BENCH_WS_PEER !== '0'
 const GROUP = 10
 const PASSWORD = 'bench password 1'
 const tsx = pathToFileURL(join(root, 'node_modules/tsx/dist/loader.mjs')).href
@@ -44,7 +50,30 @@ interface LoadResult {
  * Drives `sockets[i]` (member of group i / 10) at RATE sends a second for the
  * bench duration, then waits for stragglers. `send(socket, i, n)` sends message n of client i.
  */
-async function drive (sockets: WebSocket[], frameFor: (client: number, n: number) => string): Promise<LoadResult> {
+interface DrivenSocket {
+  on: (event: 'message', listener: (raw: Buffer | string) => void) => unknown
+  send: (frame: string) => void
+  terminate: () => void
+}
+
+/** A Socket.IO client seen as the frames drive() speaks: `send` is an emit with an ack, events come back as frames. */
+class SocketIoFrames extends EventEmitter implements DrivenSocket {
+  constructor (private readonly client: SocketIoClient) {
+    super()
+    client.on('message.created', (data: unknown) => this.emit('message', JSON.stringify({ type: 'message.created', data })))
+  }
+
+  send (frame: string): void {
+    const { data } = JSON.parse(frame) as { data: unknown }
+    this.client.emit('send', data, (reply: { error?: string }) => this.emit('message', JSON.stringify({ type: reply.error ? 'error' : 'ack' })))
+  }
+
+  terminate (): void {
+    this.client.disconnect()
+  }
+}
+
+async function drive (sockets: DrivenSocket[], frameFor: (client: number, n: number) => string): Promise<LoadResult> {
   const sentAt = new Map<string, number>()
   const receipts = new Map<string, number>() // `${clientMsgId}|${receiver}` → count
   const latencies: number[] = []
@@ -134,6 +163,39 @@ async function startBaseline (): Promise<{ url: string, pid: number, stop: () =>
   return { url: `ws://127.0.0.1:${port}`, pid: child.pid!, stop: async () => { child.kill('SIGTERM'); await once(child, 'exit') } }
 }
 
+/** `count` Socket.IO peer processes on the given database and Redis. */
+async function startPeers (count: number, env: { MONGODB_URI: string, REDIS_URL: string }): Promise<Array<{ url: string, pid: number, stop: () => Promise<void> }>> {
+  return Promise.all(Array.from({ length: count }, async () => {
+    const child = spawn(process.execPath, ['--import', tsx, join(root, 'bench/ws-socketio-peer.ts')], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } })
+    const [chunk] = await once(child.stdout!, 'data') as [Buffer]
+    const port = /listening (\d+)/.exec(chunk.toString())?.[1]
+    if (port === undefined) throw new Error(`Socket.IO peer did not start: ${chunk.toString()}`)
+    return { url: `http://127.0.0.1:${port}`, pid: child.pid!, stop: async () => { child.kill('SIGTERM'); await once(child, 'exit') } }
+  }))
+}
+
+/** The same load on the Socket.IO peer: client i on peer instance i % count. */
+async function peerRun (count: number, env: { MONGODB_URI: string, REDIS_URL: string }): Promise<LoadResult & { instances: number, cpuSecondsPerSecond: number[] }> {
+  const peers = await startPeers(count, env)
+  try {
+    const clients = await Promise.all(Array.from({ length: CLIENTS }, (_, i) => new Promise<SocketIoClient>((resolve, reject) => {
+      const client = socketIo(peers[i % count]!.url, { transports: ['websocket'], query: { group: String(Math.floor(i / GROUP)) }, reconnection: false })
+      client.once('connect', () => resolve(client))
+      client.once('connect_error', reject)
+    })))
+    await new Promise((resolve) => setTimeout(resolve, 1000))
+    const cpuBefore = await Promise.all(peers.map((p) => cpuSeconds(p.pid)))
+    const drivenAt = performance.now()
+    const result = await drive(clients.map((c) => new SocketIoFrames(c)), (client, n) => JSON.stringify({ data: { clientMsgId: `c${client}-${n}`, text: `bench message ${n} from ${client}` } }))
+    const drivenSeconds = (performance.now() - drivenAt) / 1000
+    const cpu = await Promise.all(peers.map(async (p, i) => Math.round((((await cpuSeconds(p.pid)) - cpuBefore[i]!) / drivenSeconds) * 1000) / 1000))
+    for (const c of clients) c.disconnect()
+    return { instances: count, ...result, cpuSecondsPerSecond: cpu }
+  } finally {
+    await Promise.allSettled(peers.map((p) => p.stop()))
+  }
+}
+
 /** CPU seconds so far (user + system) and role of each Redis server, from INFO. */
 async function redisCpuSeconds (redisUrls: string[]): Promise<Array<{ url: string, role: string, cpu: number }>> {
   const { Redis } = await import('ioredis')
@@ -177,6 +239,9 @@ async function wsRun (instanceCount: number, redisMode: 'single' | 'cluster'): P
       groups.push((await api<{ id: string }>(first.url, '/api/conversations', { type: 'group', title: `bench ${g}`, memberIds: members.slice(1) }, tokens[g * GROUP])).id)
     }
 
+    // The peer first, on the same database and Redis (Parley's instances idle meanwhile).
+    const peer = PEER && !cluster ? await peerRun(instanceCount, shared as { MONGODB_URI: string, REDIS_URL: string }) : undefined
+
     // Parley: client i on instance i % instanceCount.
     const rssBefore = await Promise.all(instances.map((s) => rss(s.child.pid!)))
     headersFor = tokens.map((token) => ({ authorization: `Bearer ${token}` }))
@@ -218,7 +283,13 @@ async function wsRun (instanceCount: number, redisMode: 'single' | 'cluster'): P
       rssPerConnectionBytes: Math.round(rssPerConnection),
       redisCpuSecondsPerSecond: Math.round(redisNodes.reduce((sum, node) => sum + node.cpuSecondsPerSecond, 0) * 1000) / 1000,
       redisNodes,
-      perInstance
+      perInstance,
+      ...(peer
+        ? {
+            socketIoPeer: { name: 'Socket.IO + @socket.io/redis-adapter, each message inserted, same instances, database and Redis', ...peer, exactlyOnce: peer.duplicates === 0 && peer.missing === 0 },
+            vsSocketIoPeer: { deliveredPerSecondParleyOverPeer: ratio(parley.deliveredPerSecond, peer.deliveredPerSecond), latencyP50PeerOverParley: ratio(peer.latencyP50Ms, parley.latencyP50Ms), latencyP99PeerOverParley: ratio(peer.latencyP99Ms, parley.latencyP99Ms) }
+          }
+        : {})
     }
   } finally {
     if (!stopped) {
