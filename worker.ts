@@ -11,6 +11,7 @@ import { openRedis, queuePrefix, type RedisClient } from './services/redis-clien
 import { createOutbound } from './services/outbound.js'
 import { createPushService, resolveVapidKeys } from './services/push.js'
 import { createWebhookService } from './services/webhooks.js'
+import { createDeliveryTargets } from './services/delivery-targets.js'
 import { createDeliveryQueues, createDeliveryWorkers } from './services/deliveries.js'
 
 const config = loadConfig()
@@ -37,8 +38,9 @@ const outbound = createOutbound({
   allowedAddresses: config.outboundAllowedAddresses,
   ...(config.OUTBOUND_CA_FILE ? { extraCa: readFileSync(config.OUTBOUND_CA_FILE, 'utf8') } : {})
 })
-const push = createPushService({ db, redis, vapid: await resolveVapidKeys(redis, config), outbound, timeoutMs: config.WEBHOOK_TIMEOUT_MS })
-const webhooks = createWebhookService({ db, redis, outbound, timeoutMs: config.WEBHOOK_TIMEOUT_MS, disableAfter: config.WEBHOOK_DISABLE_AFTER })
+const targets = createDeliveryTargets({ db, redis })
+const push = createPushService({ db, redis, targets, vapid: await resolveVapidKeys(redis, config), outbound, timeoutMs: config.WEBHOOK_TIMEOUT_MS })
+const webhooks = createWebhookService({ db, redis, targets, outbound, timeoutMs: config.WEBHOOK_TIMEOUT_MS, disableAfter: config.WEBHOOK_DISABLE_AFTER })
 const settings = { connection, prefix, collapseMs: config.PUSH_COLLAPSE_MS, webhookAttempts: config.WEBHOOK_ATTEMPTS, webhookBackoffMs: config.WEBHOOK_BACKOFF_MS }
 const queues = createDeliveryQueues({ ...settings, connection: connection('delivery-queues') })
 const deliveryWorkers = createDeliveryWorkers({ ...settings, queues, push, webhooks, log })

@@ -18,7 +18,7 @@ const http = createServer()
 const io = new Server(http, { adapter: createAdapter(pub, sub), transports: ['websocket'], perMessageDeflate: false, maxHttpBufferSize: 64 * 1024 })
 io.on('connection', (socket) => {
   const group = String(socket.handshake.query.group ?? '0')
-  void socket.join(group)
+  socket.join(group) // in-process adapter state; returns nothing to wait for with the Redis adapter
   socket.on('send', async (data: { clientMsgId: string, text: string }, ack: (reply: unknown) => void) => {
     const message = { conversationId: group, clientMsgId: String(data.clientMsgId), text: String(data.text), createdAt: new Date() }
     try {
@@ -36,8 +36,9 @@ http.listen(0, '127.0.0.1', () => {
   if (address !== null && typeof address === 'object') console.log(`listening ${address.port}`)
 })
 process.on('SIGTERM', () => {
-  void io.close()
-  pub.disconnect()
-  sub.disconnect()
-  void mongo.close().finally(() => process.exit(0))
+  io.close(() => {
+    pub.disconnect()
+    sub.disconnect()
+    mongo.close().finally(() => process.exit(0)).catch(() => process.exit(1))
+  })
 })

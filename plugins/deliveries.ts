@@ -4,6 +4,7 @@ import type { Queue, Worker } from 'bullmq'
 import { Gauge } from 'prom-client'
 import { queuePrefix } from '../services/redis-client.js'
 import { createOutbound, type Outbound } from '../services/outbound.js'
+import { createDeliveryTargets } from '../services/delivery-targets.js'
 import { createPushService, resolveVapidKeys, type PushService } from '../services/push.js'
 import { createWebhookService, type WebhookService } from '../services/webhooks.js'
 import { createDeliveryQueues, createDeliveryWorkers, enqueueStored, type DeliveryQueues } from '../services/deliveries.js'
@@ -30,15 +31,17 @@ export default fp(async (fastify) => {
     allowedAddresses: config.outboundAllowedAddresses,
     ...(config.OUTBOUND_CA_FILE ? { extraCa: readFileSync(config.OUTBOUND_CA_FILE, 'utf8') } : {})
   })
+  const targets = createDeliveryTargets({ db: fastify.mongo.db, redis: fastify.redis })
   const push = createPushService({
     db: fastify.mongo.db,
     redis: fastify.redis,
+    targets,
     vapid: await resolveVapidKeys(fastify.redis, config),
     outbound,
     timeoutMs: config.WEBHOOK_TIMEOUT_MS,
     onPush: (result) => fastify.metrics.pushes.inc({ result })
   })
-  const webhooks = createWebhookService({ db: fastify.mongo.db, redis: fastify.redis, outbound, timeoutMs: config.WEBHOOK_TIMEOUT_MS, disableAfter: config.WEBHOOK_DISABLE_AFTER, onAttempt: (ok) => fastify.metrics.webhookDeliveries.inc({ result: ok ? 'ok' : 'failed' }) })
+  const webhooks = createWebhookService({ db: fastify.mongo.db, redis: fastify.redis, targets, outbound, timeoutMs: config.WEBHOOK_TIMEOUT_MS, disableAfter: config.WEBHOOK_DISABLE_AFTER, onAttempt: (ok) => fastify.metrics.webhookDeliveries.inc({ result: ok ? 'ok' : 'failed' }) })
 
   // Like the mailer: queues and workers start once the app has booted, so a
   // failed boot leaves no BullMQ connection behind.
@@ -77,6 +80,8 @@ export default fp(async (fastify) => {
   fastify.decorate('deliverStored', async (change: StoredChange) => {
     if (!queues) return
     try {
+      // Most changes reach no webhook and no device: then no job at all.
+      if (!await targets.anyFor(change.message.conversationId, change.type, change.memberIds.filter((id) => id !== change.actorId))) return
       await enqueueStored(queues, change)
     } catch (err) {
       // The change is stored and announced; only its push and webhooks are lost.

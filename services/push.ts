@@ -19,6 +19,7 @@ import { parseObjectId, type UserDoc } from './users.js'
 import type { ConversationDoc, MembershipDoc } from './conversations.js'
 import type { MessageDoc } from './messages.js'
 import type { Outbound } from './outbound.js'
+import type { DeliveryTargets } from './delivery-targets.js'
 import type { PushPayload, PushSubscriptionBody, PushSubscriptionView } from '../schemas/integrations.js'
 
 export const SubscriptionNotFound = createError('PUSH_SUBSCRIPTION_NOT_FOUND', 'No such push subscription', 404)
@@ -66,9 +67,11 @@ export function createPushService (deps: {
   vapid: VapidKeys
   outbound: Outbound
   timeoutMs: number
+  /** Who has devices, cached; told of every change of a user's devices. */
+  targets: DeliveryTargets
   onPush?: (result: 'sent' | 'gone' | 'failed') => void
 }) {
-  const { db, redis, vapid, outbound, timeoutMs } = deps
+  const { db, redis, vapid, outbound, timeoutMs, targets } = deps
   const subscriptions: Collection<PushSubscriptionDoc> = db.collection<PushSubscriptionDoc>('push_subscriptions')
   const conversations = db.collection<ConversationDoc>('conversations')
   const memberships = db.collection<MembershipDoc>('memberships')
@@ -89,13 +92,17 @@ export function createPushService (deps: {
       throw new InvalidSubscriptionKeys()
     }
     await outbound.checkUrl(input.endpoint, { httpsOnly: true })
-    const doc = await subscriptions.findOneAndUpdate({ endpoint: input.endpoint }, {
-      $set: { userId, keys: input.keys, expirationTime: input.expirationTime ?? null, createdAt: new Date(), lastPushAt: null },
-      $setOnInsert: { _id: new ObjectId(), endpoint: input.endpoint }
-    }, { upsert: true, returnDocument: 'after' })
+    const now = new Date()
+    const insertedId = new ObjectId()
+    const before = await subscriptions.findOneAndUpdate({ endpoint: input.endpoint }, {
+      $set: { userId, keys: input.keys, expirationTime: input.expirationTime ?? null, createdAt: now, lastPushAt: null },
+      $setOnInsert: { _id: insertedId, endpoint: input.endpoint }
+    }, { upsert: true, returnDocument: 'before' })
     const mine = await subscriptions.find({ userId }, { projection: { _id: 1 } }).sort({ userId: 1, createdAt: -1 }).skip(MAX_SUBSCRIPTIONS_PER_USER).toArray()
     if (mine.length > 0) await subscriptions.deleteMany({ _id: { $in: mine.map((s) => s._id) } })
-    return toView(doc!)
+    // The device may have belonged to someone else until now.
+    await targets.devicesChanged(before && before.userId !== userId ? [userId, before.userId] : [userId])
+    return toView({ _id: before?._id ?? insertedId, endpoint: input.endpoint, userId, keys: input.keys, expirationTime: input.expirationTime ?? null, createdAt: now, lastPushAt: null })
   }
 
   async function list (userId: string): Promise<Array<Static<typeof PushSubscriptionView>>> {
@@ -106,11 +113,13 @@ export function createPushService (deps: {
     const _id = parseObjectId(id)
     const { deletedCount } = _id ? await subscriptions.deleteOne({ _id, userId }) : { deletedCount: 0 }
     if (deletedCount === 0) throw new SubscriptionNotFound()
+    await targets.devicesChanged([userId])
   }
 
   /** Every device of the user (sign-out everywhere, account erasure). */
   async function removeAll (userId: string): Promise<void> {
     await subscriptions.deleteMany({ userId })
+    await targets.devicesChanged([userId])
   }
 
   /**
@@ -122,7 +131,7 @@ export function createPushService (deps: {
   async function plan (conversationId: string, memberIds: string[], senderId: string, schedule: (job: PushJob, jobId: string) => Promise<void>): Promise<number> {
     const others = memberIds.filter((id) => id !== senderId)
     if (others.length === 0) return 0
-    const withDevices = new Set((await subscriptions.find({ userId: { $in: others } }, { projection: { userId: 1 } }).toArray()).map((s) => s.userId))
+    const withDevices = await targets.withDevices(others)
     const offline = (await Promise.all([...withDevices].map(async (userId) => await hasOpenSocket(redis, userId) ? null : userId))).filter((id) => id !== null)
     await Promise.all(offline.map((userId) => schedule({ userId, conversationId }, `push-${userId}-${conversationId}`)))
     return offline.length
@@ -200,6 +209,7 @@ export function createPushService (deps: {
           deps.onPush?.('gone')
           gone++
           await subscriptions.deleteOne({ _id: device._id })
+          await targets.devicesChanged([device.userId])
           continue
         }
         deps.onPush?.('failed')

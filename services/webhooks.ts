@@ -16,6 +16,7 @@ import type { RedisClient } from './redis-client.js'
 import { randomToken } from './crypto.js'
 import { parseObjectId } from './users.js'
 import type { Outbound } from './outbound.js'
+import type { DeliveryTargets } from './delivery-targets.js'
 import { WEBHOOK_EVENTS, type CreateWebhookBody, type WebhookDelivery, type WebhookEvent, type WebhookPatch, type WebhookView } from '../schemas/integrations.js'
 
 export const WebhookNotFound = createError('WEBHOOK_NOT_FOUND', 'No such webhook', 404)
@@ -56,9 +57,11 @@ export function createWebhookService (deps: {
   outbound: Outbound
   timeoutMs: number
   disableAfter: number
+  /** The conversations' enabled webhooks, cached; told of every change of them. */
+  targets: DeliveryTargets
   onAttempt?: (ok: boolean) => void
 }) {
-  const { db, redis, outbound, timeoutMs, disableAfter } = deps
+  const { db, redis, outbound, timeoutMs, disableAfter, targets: cachedTargets } = deps
   const webhooks: Collection<WebhookDoc> = db.collection<WebhookDoc>('webhooks')
   const logKey = (webhookId: string): string => `webhook:log:${webhookId}`
 
@@ -92,6 +95,7 @@ export function createWebhookService (deps: {
       createdAt: new Date()
     }
     await webhooks.insertOne(doc)
+    await cachedTargets.webhooksChanged(conversationId)
     return { webhook: toView(doc), secret: doc.secret }
   }
 
@@ -114,12 +118,14 @@ export function createWebhookService (deps: {
     if (patch.enabled === false) Object.assign(set, { enabled: false, disabledReason: 'disabled by an admin' })
     const updated = await webhooks.findOneAndUpdate({ _id: doc._id }, { $set: set }, { returnDocument: 'after' })
     if (!updated) throw new WebhookNotFound()
+    await cachedTargets.webhooksChanged(conversationId)
     return toView(updated)
   }
 
   async function remove (conversationId: string, webhookId: string): Promise<void> {
     const doc = await find(conversationId, webhookId)
     await Promise.all([webhooks.deleteOne({ _id: doc._id }), redis.del(logKey(webhookId))])
+    await cachedTargets.webhooksChanged(conversationId)
   }
 
   async function deliveries (conversationId: string, webhookId: string): Promise<DeliveryRecord[]> {
@@ -129,8 +135,7 @@ export function createWebhookService (deps: {
 
   /** The enabled webhooks of the conversation that take this event. */
   async function targets (conversationId: string, type: WebhookEventType): Promise<string[]> {
-    return (await webhooks.find({ conversationId, enabled: true }, { projection: { events: 1 } }).toArray())
-      .filter((w) => w.events.includes(type)).map((w) => w._id.toHexString())
+    return (await cachedTargets.webhooksOf(conversationId)).filter((w) => w.events.includes(type)).map((w) => w.id)
   }
 
   function post (url: string, body: string, headers: Record<string, string>): Promise<number> {
@@ -191,6 +196,7 @@ export function createWebhookService (deps: {
       const after = await webhooks.findOneAndUpdate({ _id: hook._id }, { $inc: { failedEventsInARow: 1 } }, { returnDocument: 'after' })
       if (after && after.enabled && after.failedEventsInARow >= disableAfter) {
         await webhooks.updateOne({ _id: hook._id }, { $set: { enabled: false, disabledReason: `${after.failedEventsInARow} events in a row failed every attempt; the last: ${error}` } })
+        await cachedTargets.webhooksChanged(hook.conversationId)
       }
     }
     throw new Error(`webhook delivery failed: ${error}`)

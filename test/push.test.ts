@@ -5,6 +5,7 @@ import { build } from './helper.js'
 import { createUser, type TestUser } from './accounts.js'
 import { connect } from './ws-client.js'
 import { startPushService, type Device } from './push-service.js'
+import { queuePrefix } from '../services/redis-client.js'
 
 const settle = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
@@ -101,6 +102,39 @@ t.test('new messages reach offline devices: collapsed, muted unless mentioned, n
   const metrics = await app.metrics.registry.getSingleMetricAsString('parley_push_notifications_total')
   t.match(metrics, /result="sent"} 7/)
   t.match(metrics, /result="gone"} 1/)
+})
+
+t.test('a message nobody is to be told of queues nothing; a new or removed device counts from the next message', async (t) => {
+  const pushService = await startPushService()
+  t.teardown(pushService.close)
+  const app = await build(t, { PUSH_COLLAPSE_MS: 100, OUTBOUND_ALLOWED_ADDRESSES: '127.0.0.1', OUTBOUND_CA_FILE: pushService.caFile })
+  const [ada, bob] = [await createUser(app), await createUser(app)]
+  const direct = (await app.inject({ method: 'POST', url: '/api/conversations', headers: ada.auth, payload: { type: 'direct', userId: bob.id } })).json().id as string
+  const send = async (clientMsgId: string, text: string) =>
+    t.equal((await app.inject({ method: 'POST', url: `/api/conversations/${direct}/messages`, headers: ada.auth, payload: { clientMsgId, text } })).statusCode, 201)
+  // BullMQ's own record of the jobs added to the events queue (its keys are outside the app's key prefix).
+  const bull = app.redisConnection('test-bull')
+  t.teardown(() => bull.quit())
+  const jobsQueued = async () => (await bull.xrange(`${queuePrefix(app.config.REDIS_PREFIX)}:events:events`, '-', '+'))
+    .map(([, fields]) => Object.fromEntries(fields.flatMap((value, i) => i % 2 === 0 ? [[value, fields[i + 1]]] : [])) as Record<string, string>)
+    .filter((entry) => entry.event === 'added' && entry.jobId?.startsWith(`ev-${direct}-`)).length
+
+  await send('n1', 'before any device')
+  await settle(300)
+  t.equal(await jobsQueued(), 0, 'no webhook and no device: no delivery job')
+  const phone = pushService.device()
+  t.equal((await app.inject({ method: 'POST', url: '/api/push/subscriptions', headers: bob.auth, payload: phone.subscription })).statusCode, 201)
+  await send('n2', 'after the device')
+  const [push] = await pushService.waitFor(1)
+  t.equal(push!.payload.body, 'after the device', 'the device registered after the cached "no devices" is reached')
+  t.equal(await jobsQueued(), 1)
+
+  const [device] = (await app.inject({ url: '/api/push/subscriptions', headers: bob.auth })).json().subscriptions
+  t.equal((await app.inject({ method: 'DELETE', url: `/api/push/subscriptions/${device.id}`, headers: bob.auth })).statusCode, 204)
+  await send('n3', 'no device any more')
+  await settle(300)
+  t.equal(await jobsQueued(), 1, 'the removed device is forgotten from the next message')
+  t.equal(pushService.received.length, 1)
 })
 
 t.test('subscriptions are checked: https only, public addresses only, real keys; bots have no devices', async (t) => {
