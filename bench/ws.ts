@@ -9,11 +9,10 @@
 // database and Redis with as many instances, is the peer. `ws-idle` holds
 // BENCH_WS_IDLE sockets (20,000 by default) on one instance and reports RSS per socket.
 import { execSync, spawn } from 'node:child_process'
-import { once } from 'node:events'
+import { EventEmitter, once } from 'node:events'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { randomBytes } from 'node:crypto'
-import { EventEmitter } from 'node:events'
 import WebSocket from 'ws'
 import { io as socketIo, type Socket as SocketIoClient } from 'socket.io-client'
 import { MongoClient, ObjectId } from 'mongodb'
@@ -156,21 +155,25 @@ async function api<T> (base: string, path: string, body: unknown, token?: string
   return res.json() as Promise<T>
 }
 
-async function startBaseline (): Promise<{ url: string, pid: number, stop: () => Promise<void> }> {
-  const child = spawn(process.execPath, ['--import', tsx, join(root, 'bench/ws-baseline.ts')], { stdio: ['ignore', 'pipe', 'inherit'] })
+/** A bench script in its own process, once it printed `listening <port>`. */
+async function startScript (script: string, env: NodeJS.ProcessEnv = {}): Promise<{ port: string, pid: number, stop: () => Promise<void> }> {
+  const child = spawn(process.execPath, ['--import', tsx, join(root, script)], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } })
   const [chunk] = await once(child.stdout!, 'data') as [Buffer]
   const port = /listening (\d+)/.exec(chunk.toString())?.[1]
-  return { url: `ws://127.0.0.1:${port}`, pid: child.pid!, stop: async () => { child.kill('SIGTERM'); await once(child, 'exit') } }
+  if (port === undefined) throw new Error(`${script} did not start: ${chunk.toString()}`)
+  return { port, pid: child.pid!, stop: async () => { child.kill('SIGTERM'); await once(child, 'exit') } }
+}
+
+async function startBaseline (): Promise<{ url: string, pid: number, stop: () => Promise<void> }> {
+  const { port, ...started } = await startScript('bench/ws-baseline.ts')
+  return { url: `ws://127.0.0.1:${port}`, ...started }
 }
 
 /** `count` Socket.IO peer processes on the given database and Redis. */
 async function startPeers (count: number, env: { MONGODB_URI: string, REDIS_URL: string }): Promise<Array<{ url: string, pid: number, stop: () => Promise<void> }>> {
   return Promise.all(Array.from({ length: count }, async () => {
-    const child = spawn(process.execPath, ['--import', tsx, join(root, 'bench/ws-socketio-peer.ts')], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } })
-    const [chunk] = await once(child.stdout!, 'data') as [Buffer]
-    const port = /listening (\d+)/.exec(chunk.toString())?.[1]
-    if (port === undefined) throw new Error(`Socket.IO peer did not start: ${chunk.toString()}`)
-    return { url: `http://127.0.0.1:${port}`, pid: child.pid!, stop: async () => { child.kill('SIGTERM'); await once(child, 'exit') } }
+    const { port, ...started } = await startScript('bench/ws-socketio-peer.ts', env)
+    return { url: `http://127.0.0.1:${port}`, ...started }
   }))
 }
 

@@ -92,17 +92,17 @@ export function createPushService (deps: {
       throw new InvalidSubscriptionKeys()
     }
     await outbound.checkUrl(input.endpoint, { httpsOnly: true })
-    const now = new Date()
+    const fields = { userId, keys: input.keys, expirationTime: input.expirationTime ?? null, createdAt: new Date(), lastPushAt: null }
     const insertedId = new ObjectId()
     const before = await subscriptions.findOneAndUpdate({ endpoint: input.endpoint }, {
-      $set: { userId, keys: input.keys, expirationTime: input.expirationTime ?? null, createdAt: now, lastPushAt: null },
+      $set: fields,
       $setOnInsert: { _id: insertedId, endpoint: input.endpoint }
     }, { upsert: true, returnDocument: 'before' })
     const mine = await subscriptions.find({ userId }, { projection: { _id: 1 } }).sort({ userId: 1, createdAt: -1 }).skip(MAX_SUBSCRIPTIONS_PER_USER).toArray()
     if (mine.length > 0) await subscriptions.deleteMany({ _id: { $in: mine.map((s) => s._id) } })
     // The device may have belonged to someone else until now.
     await targets.devicesChanged(before && before.userId !== userId ? [userId, before.userId] : [userId])
-    return toView({ _id: before?._id ?? insertedId, endpoint: input.endpoint, userId, keys: input.keys, expirationTime: input.expirationTime ?? null, createdAt: now, lastPushAt: null })
+    return toView({ _id: before?._id ?? insertedId, endpoint: input.endpoint, ...fields })
   }
 
   async function list (userId: string): Promise<Array<Static<typeof PushSubscriptionView>>> {
