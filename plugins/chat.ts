@@ -46,6 +46,7 @@ export default fp(async (fastify) => {
   const withConversationLock = createConversationLock(fastify.redis, (seconds) => fastify.metrics.lockWait.observe(seconds))
   const activity = createConversationActivity({
     conversations: db.collection<ConversationDoc>('conversations'),
+    delayMs: fastify.config.CONVERSATION_WRITE_DELAY_MS,
     onError: (err) => fastify.log.warn({ err }, 'conversation activity not written yet; retrying')
   })
   fastify.metrics.registry.registerMetric(new Gauge({

@@ -8,13 +8,17 @@
 //   model catches a conversation up from them when it rebuilds a copy, and a
 //   sender repairs numbering from them), and nothing is lost if a write here
 //   never happens.
-// - Writes coalesce: while one conversation's write is in flight, later
-//   changes wait and only the newest is written. A write applies only over an
-//   older state (by change number), so writes from several instances land in
-//   any order.
+// - Writes coalesce: a conversation's first change waits `delayMs` before it
+//   is written, and every change in that window (and while its write is in
+//   flight) becomes that one write, so a busy conversation costs the database
+//   about one update per `delayMs`, not one per message. A write applies only
+//   over an older state (by change number), so writes from several instances
+//   land in any order.
+// - Conversations due together go out as one unordered bulk write (one round
+//   trip on MongoDB).
 // - The number of conversations waiting is bounded: past it, writers wait
-//   (back-pressure instead of an unbounded queue), and `flushAll` empties the
-//   queue when the app stops.
+//   (back-pressure instead of an unbounded queue), and `flushAll` writes
+//   everything at once when the app stops.
 import type { Collection } from 'mongodb'
 import type { ConversationDoc } from './conversations.js'
 
@@ -22,48 +26,94 @@ export type ConversationActivity = ReturnType<typeof createConversationActivity>
 
 export function createConversationActivity (deps: {
   conversations: Collection<ConversationDoc>
-  /** Conversations written at once (few: the fewer in flight, the more later changes coalesce into the next write). */
+  /** How long a conversation's first change waits for later ones to join its write. */
+  delayMs?: number
+  /** Bulk writes in flight at once (few: the fewer in flight, the more later changes coalesce). */
   concurrency?: number
+  /** Conversations in one bulk write. */
+  batchSize?: number
   /** Conversations waiting before writers are held back. */
   maxPending?: number
   onError?: (err: unknown) => void
 }) {
   const { conversations } = deps
+  const delayMs = deps.delayMs ?? 1000
   const concurrency = deps.concurrency ?? 2
+  const batchSize = deps.batchSize ?? 50
   const maxPending = deps.maxPending ?? 5000
+  /** The newest state not yet sent to the database, per conversation. */
   const pending = new Map<string, ConversationDoc>()
-  const queue: string[] = []
+  /** Conversations waiting for their turn, oldest first, each once, with when it is due. */
+  const queue: Array<{ id: string, due: number }> = []
+  const queued = new Set<string>()
   const inFlight = new Set<string>()
+  let batchesInFlight = 0
+  let flushing = false
+  let timer: NodeJS.Timeout | undefined
   const drainedWaiters: Array<() => void> = []
   const roomWaiters: Array<() => void> = []
 
-  /** The update that brings the stored document up to `doc`, unless it already is at or past it. */
-  async function write (doc: ConversationDoc): Promise<void> {
-    await conversations.updateOne({ _id: doc._id, changeSeq: { $lt: doc.changeSeq } }, {
-      $set: { lastMessage: doc.lastMessage, lastActivityAt: doc.lastActivityAt, updatedAt: doc.updatedAt, lastSentSeq: doc.lastSentSeq },
-      $max: { lastSeq: doc.lastSeq, changeSeq: doc.changeSeq, version: doc.version }
-    })
+  /** Brings the stored documents up to these states, each unless it already is at or past it. */
+  async function write (docs: ConversationDoc[]): Promise<void> {
+    await conversations.bulkWrite(docs.map((doc) => ({
+      updateOne: {
+        filter: { _id: doc._id, changeSeq: { $lt: doc.changeSeq } },
+        update: {
+          $set: { lastMessage: doc.lastMessage, lastActivityAt: doc.lastActivityAt, updatedAt: doc.updatedAt, lastSentSeq: doc.lastSentSeq },
+          $max: { lastSeq: doc.lastSeq, changeSeq: doc.changeSeq, version: doc.version }
+        }
+      }
+    })), { ordered: false })
+  }
+
+  function enqueue (id: string, due: number): void {
+    if (queued.has(id)) return
+    queued.add(id)
+    queue.push({ id, due })
+  }
+
+  function settle (docs: ConversationDoc[], failed: boolean): void {
+    batchesInFlight--
+    for (const doc of docs) {
+      const id = doc._id.toHexString()
+      inFlight.delete(id)
+      // The database is away: keep the newest state and try again after the delay.
+      if (failed && (!pending.has(id) || pending.get(id)!.changeSeq < doc.changeSeq)) pending.set(id, doc)
+      // Changes made while this write was in flight have waited long enough unless it failed.
+      if (pending.has(id)) enqueue(id, failed ? performance.now() + Math.max(delayMs, 1000) : 0)
+    }
+    for (const wake of roomWaiters.splice(0)) wake()
+    if (pending.size === 0 && inFlight.size === 0) {
+      flushing = false
+      for (const wake of drainedWaiters.splice(0)) wake()
+    }
+    pump()
   }
 
   function pump (): void {
-    while (inFlight.size < concurrency && queue.length > 0) {
-      const id = queue.shift()!
-      const doc = pending.get(id)
-      if (!doc || inFlight.has(id)) continue
-      pending.delete(id)
-      inFlight.add(id)
-      write(doc).catch((err: unknown) => {
+    const now = performance.now()
+    const isDue = (): boolean => queue.length > 0 && (flushing || queue[0]!.due <= now)
+    while (batchesInFlight < concurrency && isDue()) {
+      const batch: ConversationDoc[] = []
+      while (batch.length < batchSize && isDue()) {
+        const entry = queue.shift()!
+        queued.delete(entry.id)
+        const doc = pending.get(entry.id)
+        // One write per conversation at a time: one in flight is queued again when its write settles.
+        if (!doc || inFlight.has(entry.id)) continue
+        pending.delete(entry.id)
+        inFlight.add(entry.id)
+        batch.push(doc)
+      }
+      if (batch.length === 0) break
+      batchesInFlight++
+      write(batch).then(() => settle(batch, false), (err: unknown) => {
         deps.onError?.(err)
-        // The database is away: keep the newest state and try again shortly.
-        if (!pending.has(id) || pending.get(id)!.changeSeq < doc.changeSeq) pending.set(id, doc)
-        return new Promise((resolve) => setTimeout(resolve, 1000).unref())
-      }).finally(() => {
-        inFlight.delete(id)
-        if (pending.has(id)) queue.push(id)
-        for (const wake of roomWaiters.splice(0)) wake()
-        if (pending.size === 0 && inFlight.size === 0) for (const wake of drainedWaiters.splice(0)) wake()
-        pump()
+        settle(batch, true)
       })
+    }
+    if (timer === undefined && queue.length > 0 && !flushing && batchesInFlight < concurrency) {
+      timer = setTimeout(() => { timer = undefined; pump() }, Math.max(0, queue[0]!.due - now) + 1).unref()
     }
   }
 
@@ -71,20 +121,20 @@ export function createConversationActivity (deps: {
   async function record (doc: ConversationDoc): Promise<void> {
     const id = doc._id.toHexString()
     while (!pending.has(id) && pending.size >= maxPending) await new Promise<void>((resolve) => roomWaiters.push(resolve))
-    const queued = pending.get(id)
-    if (queued && queued.changeSeq > doc.changeSeq) return
-    if (!queued && !inFlight.has(id)) queue.push(id)
+    const queuedDoc = pending.get(id)
+    if (queuedDoc && queuedDoc.changeSeq > doc.changeSeq) return
     pending.set(id, doc)
+    if (!inFlight.has(id)) enqueue(id, performance.now() + delayMs)
     pump()
   }
 
-  /** Everything recorded so far is written (or `timeoutMs` passed). */
+  /** Everything recorded so far is written, without waiting for the delay (or `timeoutMs` passed). */
   async function flushAll (timeoutMs = 5000): Promise<void> {
     if (pending.size === 0 && inFlight.size === 0) return
-    await Promise.race([
-      new Promise<void>((resolve) => drainedWaiters.push(resolve)),
-      new Promise((resolve) => setTimeout(resolve, timeoutMs).unref())
-    ])
+    flushing = true
+    const drained = new Promise<void>((resolve) => drainedWaiters.push(resolve))
+    pump()
+    await Promise.race([drained, new Promise((resolve) => setTimeout(resolve, timeoutMs).unref())])
   }
 
   return { record, flushAll, get waiting () { return pending.size + inFlight.size } }

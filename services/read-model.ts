@@ -21,6 +21,13 @@ import { parseObjectId, toSelfUser, type PublicUser, type SelfUser, type UserDoc
 /** The latest this many messages of each conversation are kept: the largest page. */
 export const MESSAGE_WINDOW = 100
 const TTL_S = 24 * 3600
+/**
+ * How many of the messages a lagging conversation document has not counted are
+ * read back to find who sent them (a sender has read up to their message). The
+ * write behind keeps that lag to about a second of messages; past this many a
+ * member's last send can be missed, and only their unread count shows it.
+ */
+const CATCH_UP_SENDERS_SCAN = 2000
 const PROFILE_TTL_S = 3600
 
 const keys = {
@@ -188,6 +195,12 @@ export function createReadModel (deps: {
     const last = await messages.find({ conversationId }).sort({ conversationId: 1, seq: -1 }).limit(1).next()
     if (!last) return { ...doc, changeSeq: lastChange.changeSeq }
     const lastActivityAt = last.createdAt > doc.lastActivityAt ? last.createdAt : doc.lastActivityAt
+    // What a member sent counts as read by them: the senders of the messages the document has not counted yet.
+    const lastSentSeq = { ...doc.lastSentSeq }
+    const uncounted = last.seq - doc.lastSeq > 1
+      ? await messages.find({ conversationId, seq: { $gt: doc.lastSeq } }, { projection: { senderId: 1, seq: 1 } }).sort({ conversationId: 1, seq: -1 }).limit(CATCH_UP_SENDERS_SCAN).toArray()
+      : [last]
+    for (const message of uncounted) lastSentSeq[message.senderId] = Math.max(lastSentSeq[message.senderId] ?? 0, message.seq)
     return {
       ...doc,
       lastSeq: Math.max(doc.lastSeq, last.seq),
@@ -195,8 +208,7 @@ export function createReadModel (deps: {
       lastMessage: deps.lastMessageOf(last),
       lastActivityAt,
       updatedAt: lastActivityAt,
-      // What a member sent counts as read by them: the last sender is known here; earlier ones from the document.
-      lastSentSeq: { ...doc.lastSentSeq, [last.senderId]: Math.max(doc.lastSentSeq?.[last.senderId] ?? 0, last.seq) }
+      lastSentSeq
     }
   }
 
@@ -247,11 +259,21 @@ export function createReadModel (deps: {
       .filter((e) => !after || e.t < after.t || (e.t === after.t && e.id < after.id)).slice(0, limit + 1)
   }
 
-  /** One indexed query (memberIds + lastActivityAt on MongoDB), stored unless a membership change raced it. */
+  /**
+   * One indexed query (memberIds + lastActivityAt on MongoDB), stored unless a
+   * membership change raced it. The documents' activity times are written
+   * behind the sends; the read model's copies of the conversations, where
+   * present, hold the live ones.
+   */
   async function fillList (userId: string): Promise<void> {
     const generation = await r.get(keys.userListGeneration(userId)) ?? '0'
     const docs = await conversations.find({ memberIds: userId }, { projection: { _id: 1, lastActivityAt: 1 } }).toArray()
-    const args = docs.flatMap((d) => [d.lastActivityAt.getTime(), d._id.toHexString()])
+    const copies = await getMany(r, docs.map((d) => keys.conversation(d._id.toHexString())))
+    const args = docs.flatMap((d, i) => {
+      const copy = copies[i]
+      const live = copy ? Date.parse((JSON.parse(splitVersioned(copy)) as CachedConversation).lastActivityAt) : 0
+      return [Math.max(d.lastActivityAt.getTime(), live), d._id.toHexString()]
+    })
     await r.listFill(keys.userList(userId), keys.userListGeneration(userId), generation, TTL_S, ...args)
   }
 

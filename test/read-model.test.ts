@@ -152,12 +152,14 @@ t.test('the conversation document is written behind the sends: it catches up, an
   const written = (await doc())!
   t.same([written.lastSeq, written.changeSeq, written.title, written.memberIds.length, written.lastMessage.seq], [40, 40, 'after', 2, 40], 'the document caught up behind the requests')
 
-  // A crash lost the last writes behind (the document says 30), and Redis is emptied.
-  await app.mongo.db.collection('conversations').updateOne({ _id: new ObjectId(group) }, { $set: { lastSeq: 30, changeSeq: 30, lastMessage: { ...written.lastMessage, seq: 30, preview: 'm29' } } })
+  // A crash lost the last writes behind (the document says 30, and counts no one's sends), and Redis is emptied.
+  await app.mongo.db.collection('conversations').updateOne({ _id: new ObjectId(group) }, { $set: { lastSeq: 30, changeSeq: 30, lastMessage: { ...written.lastMessage, seq: 30, preview: 'm29' }, lastSentSeq: {} } })
   await emptyReadModel(app)
   const listed = (await app.inject({ url: '/api/conversations', headers: bob.auth })).json().conversations[0]
   t.same([listed.lastSeq, listed.changeSeq, listed.lastMessage.seq, listed.lastMessage.preview, listed.title], [40, 40, 40, 'm39', 'after'], 'rebuilt from the messages, not from the lagging document')
   t.equal(listed.unreadCount, 0, 'bob sent the last message: read by him')
+  const adas = (await app.inject({ url: '/api/conversations', headers: ada.auth })).json().conversations[0]
+  t.same([adas.lastReadSeq, adas.unreadCount], [39, 1], 'ada sent message 39, which the document had not counted: read by her up to it')
   const next = await app.messages.send(group, ada.id, { clientMsgId: 'after-crash', text: 'n' })
   t.equal(next.message.seq, 41, 'numbering goes on without a gap')
   await assertCoherent(t, app, bob, group, 'after the catch-up')
