@@ -14,8 +14,8 @@
 //   about one update per `delayMs`, not one per message. A write applies only
 //   over an older state (by change number), so writes from several instances
 //   land in any order.
-// - Conversations due together go out as one unordered bulk write (one round
-//   trip on MongoDB).
+// - Conversations due together go out as unordered bulk writes of a few
+//   updates (one round trip each on MongoDB).
 // - The number of conversations waiting is bounded: past it, writers wait
 //   (back-pressure instead of an unbounded queue), and `flushAll` writes
 //   everything at once when the app stops.
@@ -30,7 +30,11 @@ export function createConversationActivity (deps: {
   delayMs?: number
   /** Bulk writes in flight at once (few: the fewer in flight, the more later changes coalesce). */
   concurrency?: number
-  /** Conversations in one bulk write. */
+  /**
+   * Conversations in one bulk write. Few: FerretDB 1.24 holds one of its 100
+   * SQLite connections per matched update until the whole command ends, and
+   * stops answering once updates in flight hold them all.
+   */
   batchSize?: number
   /** Conversations waiting before writers are held back. */
   maxPending?: number
@@ -39,7 +43,7 @@ export function createConversationActivity (deps: {
   const { conversations } = deps
   const delayMs = deps.delayMs ?? 1000
   const concurrency = deps.concurrency ?? 2
-  const batchSize = deps.batchSize ?? 50
+  const batchSize = deps.batchSize ?? 8
   const maxPending = deps.maxPending ?? 5000
   /** The newest state not yet sent to the database, per conversation. */
   const pending = new Map<string, ConversationDoc>()

@@ -42,6 +42,15 @@ t.test('changes within the delay become one write; conversations due together sh
   t.same(stored.map((doc) => [doc.lastSeq, doc.changeSeq, doc.lastMessage?.seq]), [[20, 20, 20], [20, 20, 20], [20, 20, 20]], 'each holds its newest state')
 })
 
+t.test('many conversations due together go out in bulk writes of at most 8', async (t) => {
+  const { conversations, docs, updates, after } = await setUp(t, 20)
+  const activity = createConversationActivity({ conversations, delayMs: 100 })
+  for (const doc of docs) await activity.record(after(doc, 1))
+  for (let i = 0; i < 100 && activity.waiting > 0; i++) await new Promise((resolve) => setTimeout(resolve, 20))
+  t.same(updates, [8, 8, 4])
+  t.equal(await conversations.countDocuments({ lastSeq: 1 }), 20)
+})
+
 t.test('an older state never overwrites a newer one, from this instance or another', async (t) => {
   const { conversations, docs, after } = await setUp(t, 1)
   const doc = docs[0]!
