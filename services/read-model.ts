@@ -29,12 +29,15 @@ const TTL_S = 24 * 3600
  */
 const CATCH_UP_SENDERS_SCAN = 2000
 const PROFILE_TTL_S = 3600
+/** How long a list move waits for a fill: longer than conversation documents lag behind the sends. */
+const LIST_MOVES_TTL_S = 3600
 
 const keys = {
   conversation: (id: string) => `rm:conv:${id}`,
-  // The list and its generation share a hash slot: the fill script reads one and writes the other.
+  // The list, its generation and the moves kept for its next fill share a hash slot: the scripts touch them together.
   userList: (userId: string) => `rm:list:{${userId}}`,
   userListGeneration: (userId: string) => `rm:listgen:{${userId}}`,
+  userListMoves: (userId: string) => `rm:listmoves:{${userId}}`,
   readStates: (userId: string) => `rm:read:${userId}`,
   profile: (userId: string) => `rm:user:${userId}`,
   window: (conversationId: string) => `rm:msgs:${conversationId}`,
@@ -65,18 +68,30 @@ redis.call('EXPIRE', KEYS[1], ARGV[4])
 if tonumber(ARGV[5]) > 0 then redis.call('HDEL', KEYS[1], ARGV[5]) end
 return 1`
   },
-  // A list is only ever completed by a fill; a write only moves entries of a list that exists.
+  // A list is only ever completed by a fill; a write moves entries of a list
+  // that exists. Without one, the move is kept aside (for an hour) for the
+  // next fill: that fill reads conversation documents whose activity times are
+  // written behind the sends, and may have read them before this move.
   listTouch: {
-    numberOfKeys: 1,
-    lua: 'if redis.call(\'EXISTS\', KEYS[1]) == 1 then redis.call(\'ZADD\', KEYS[1], \'GT\', ARGV[1], ARGV[2]) end return 0'
+    numberOfKeys: 2,
+    lua: `if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('ZADD', KEYS[1], 'GT', ARGV[1], ARGV[2])
+else
+  redis.call('ZADD', KEYS[2], 'GT', ARGV[1], ARGV[2])
+  redis.call('EXPIRE', KEYS[2], ARGV[3])
+end
+return 0`
   },
   listFill: {
-    numberOfKeys: 2,
+    numberOfKeys: 3,
     lua: `local gen = redis.call('GET', KEYS[2]) or '0'
 if gen ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
 redis.call('ZADD', KEYS[1], -1, '')
 for i = 3, #ARGV, 2 do redis.call('ZADD', KEYS[1], ARGV[i], ARGV[i + 1]) end
+local moved = redis.call('ZRANGE', KEYS[3], 0, -1, 'WITHSCORES')
+for i = 1, #moved, 2 do redis.call('ZADD', KEYS[1], 'GT', moved[i + 1], moved[i]) end
+redis.call('DEL', KEYS[3])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 return 1`
   },
@@ -222,7 +237,7 @@ export function createReadModel (deps: {
     await Promise.all(docs.flatMap((doc) => {
       const id = doc._id.toHexString()
       const written = [r.setIfNewer(keys.conversation(id), doc.version ?? 0, toCached(doc), TTL_S)]
-      if (options.touchLists) for (const member of doc.memberIds) written.push(r.listTouch(keys.userList(member), doc.lastActivityAt.getTime(), id))
+      if (options.touchLists) for (const member of doc.memberIds) written.push(r.listTouch(keys.userList(member), keys.userListMoves(member), doc.lastActivityAt.getTime(), id, LIST_MOVES_TTL_S))
       return written
     }))
   }
@@ -261,20 +276,13 @@ export function createReadModel (deps: {
 
   /**
    * One indexed query (memberIds + lastActivityAt on MongoDB), stored unless a
-   * membership change raced it. The documents' activity times are written
-   * behind the sends; the read model's copies of the conversations, where
-   * present, hold the live ones.
+   * membership change raced it, with the moves sends made while there was no list.
    */
   async function fillList (userId: string): Promise<void> {
     const generation = await r.get(keys.userListGeneration(userId)) ?? '0'
     const docs = await conversations.find({ memberIds: userId }, { projection: { _id: 1, lastActivityAt: 1 } }).toArray()
-    const copies = await getMany(r, docs.map((d) => keys.conversation(d._id.toHexString())))
-    const args = docs.flatMap((d, i) => {
-      const copy = copies[i]
-      const live = copy ? Date.parse((JSON.parse(splitVersioned(copy)) as CachedConversation).lastActivityAt) : 0
-      return [Math.max(d.lastActivityAt.getTime(), live), d._id.toHexString()]
-    })
-    await r.listFill(keys.userList(userId), keys.userListGeneration(userId), generation, TTL_S, ...args)
+    const args = docs.flatMap((d) => [d.lastActivityAt.getTime(), d._id.toHexString()])
+    await r.listFill(keys.userList(userId), keys.userListGeneration(userId), keys.userListMoves(userId), generation, TTL_S, ...args)
   }
 
   /** A user joined (or left) a conversation: their list learns it, and any fill in flight is discarded. */
