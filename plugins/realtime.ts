@@ -115,6 +115,19 @@ export default fp(async (fastify) => {
   })
 
   function send (client: Client, frame: unknown): void {
+    sendText(client, JSON.stringify(frame))
+  }
+
+  // One event goes to every local socket of each of its members: it is
+  // serialised once (the frame is the event itself: type and data).
+  const frames = new WeakMap<RealtimeEvent, string>()
+  function sendEvent (client: Client, event: RealtimeEvent): void {
+    let text = frames.get(event)
+    if (text === undefined) frames.set(event, text = JSON.stringify({ type: event.type, data: event.data }))
+    sendText(client, text)
+  }
+
+  function sendText (client: Client, text: string): void {
     const { socket } = client
     if (socket.readyState !== socket.OPEN) return
     // A consumer that cannot keep up is cut off rather than buffered for without limit.
@@ -126,7 +139,7 @@ export default fp(async (fastify) => {
       setTimeout(() => socket.terminate(), 1000).unref()
       return
     }
-    socket.send(JSON.stringify(frame))
+    socket.send(text)
     metrics.wsFrames.inc({ direction: 'out' })
   }
 
@@ -153,7 +166,7 @@ export default fp(async (fastify) => {
       if (change.changeSeq <= (client.caughtUpTo.get(change.conversationId) ?? 0)) return
       remember(client, change.conversationId, change.changeSeq)
     }
-    send(client, { type: event.type, data: event.data })
+    sendEvent(client, event)
   }
 
   function deliver (userId: string, event: RealtimeEvent): void {
@@ -178,13 +191,19 @@ export default fp(async (fastify) => {
   const subscriber = fastify.redisConnection('events-subscriber', { maxRetriesPerRequest: null })
   const subscriptions = new Map<string, Promise<unknown>>()
   let interrupted = false
+  // An event is published once per member; those of one event arrive here
+  // one after another, and are parsed once (and so serialised once, above).
+  let lastRaw = ''
+  let lastEnvelope: EventEnvelope | undefined
   subscriber.on('smessage', (channel: string, raw: string) => {
     stats.eventsReceived++
     metrics.eventsReceived.inc()
     const userId = fastify.channelUser(channel)
     if (userId === undefined) return
     try {
-      const envelope = JSON.parse(raw) as EventEnvelope
+      const envelope = raw === lastRaw && lastEnvelope ? lastEnvelope : JSON.parse(raw) as EventEnvelope
+      lastRaw = raw
+      lastEnvelope = envelope
       metrics.fanOutLag.observe(Math.max(0, Date.now() - envelope.at) / 1000)
       deliver(userId, envelope.event)
     } catch (err) {
