@@ -50,7 +50,9 @@ t.test('many conversations due together go out in bulk writes of at most 8', asy
   const activity = createConversationActivity({ conversations, delayMs: 60_000 })
   for (const doc of docs) await activity.record(after(doc, 1))
   await activity.flushAll()
-  t.same(updates, [8, 8, 4])
+  // Two bulks are in flight at once, and a bulk that needs a new pooled
+  // connection can start after the one that follows it: sizes, not order.
+  t.same([...updates].sort((a, b) => b - a), [8, 8, 4])
   t.equal(await conversations.countDocuments({ lastSeq: 1 }), 20)
 })
 
