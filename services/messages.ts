@@ -8,13 +8,15 @@
 // the next one is numbered (a reader that saw change N has seen every change
 // before it). Under the mutex the next numbers come from the read model's copy
 // of the conversation, which every write under the mutex keeps current, so a
-// send is two database writes: the message, then the conversation. The unique
+// send waits for one database write, its message (sends queued for the same
+// conversation on this instance share one insert); the conversation document
+// is written behind (services/conversation-activity.ts). The unique
 // indexes (conversation+seq, conversation+changeSeq, conversation+sender+
 // clientMsgId) are the last word: a number found taken (a sender died between
 // its two writes, or the copy was lost) is repaired from the messages
 // themselves and the send retried, never stored twice.
 import { createHash } from 'node:crypto'
-import { ObjectId, type Collection, type Db } from 'mongodb'
+import { MongoBulkWriteError, ObjectId, type Collection, type Db } from 'mongodb'
 import escapeStringRegexp from 'escape-string-regexp'
 import createError from '@fastify/error'
 import { isDuplicateKey, parseObjectId } from './users.js'
@@ -138,6 +140,13 @@ export interface MessageLimits {
   maxAttachments: number
 }
 
+/** What a send stores; its numbers and times are given when its turn comes. */
+type SendFields = Pick<MessageDoc, 'senderId' | 'clientMsgId' | 'text' | 'attachments' | 'replyTo' | 'mentions'>
+interface StoredSend { doc: MessageDoc, created: boolean }
+interface QueuedSend { fields: SendFields, resolve: (stored: StoredSend) => void, reject: (err: unknown) => void }
+/** Messages in one insert of a turn (a turn with more takes several). */
+const SEND_BATCH_MAX = 50
+
 type MessageUpdate = { $set?: Record<string, unknown>, $addToSet?: Record<string, unknown>, $pull?: Record<string, unknown> }
 
 export type MessageService = ReturnType<typeof createMessageService>
@@ -186,10 +195,10 @@ export function createMessageService (deps: {
   }
 
   /** The conversation's new state (under its lock): at once in the read model, soon in the database. */
-  async function settle (next: ConversationDoc, touchLists: boolean, message?: MessageView): Promise<void> {
+  async function settle (next: ConversationDoc, touchLists: boolean, views: MessageView[] = []): Promise<void> {
     await Promise.all([
       readModel.putConversations([next], { touchLists }),
-      message ? readModel.putMessages(next._id.toHexString(), [message], next.lastSeq) : undefined
+      readModel.putMessages(next._id.toHexString(), views, next.lastSeq)
     ])
     await activity.record(next)
   }
@@ -222,48 +231,13 @@ export function createMessageService (deps: {
     const mentions = await mentionedMembers(conversation, senderId, input.text)
     const attachments = input.attachments?.length ? await media.claimAttachments(senderId, input.attachments, conversationId) : []
 
-    const stored = await withConversationLock(conversationId, async () => {
-      for (let attempt = 0; attempt < 5; attempt++) {
-        const now = await current(conversationId)
-        const seq = now.lastSeq + 1
-        const doc: MessageDoc = {
-          _id: messageIdFor(conversationId, seq),
-          conversationId,
-          seq,
-          changeSeq: now.changeSeq + 1,
-          senderId,
-          clientMsgId: input.clientMsgId,
-          text: input.text ?? null,
-          attachments,
-          reactions: [],
-          createdAt: new Date(),
-          editedAt: null,
-          deletedAt: null,
-          ...(replyTo ? { replyTo } : {}),
-          ...(mentions.length > 0 ? { mentions } : {})
-        }
-        try {
-          await messages.insertOne(doc)
-        } catch (err) {
-          if (!isDuplicateKey(err)) throw err
-          // A resend (the clientMsgId index), or a number already taken.
-          const existing = await messages.findOne({ conversationId, senderId, clientMsgId: input.clientMsgId })
-          if (existing) {
-            // Stored, but its sender stopped before recording it on the
-            // conversation: finish that now, and announce it.
-            if (existing.seq > now.lastSeq) {
-              await recordOnConversation(now, existing)
-              return { doc: existing, created: true }
-            }
-            return { doc: existing, created: false }
-          }
-          await repair(now)
-          continue
-        }
-        await recordOnConversation(now, doc)
-        return { doc, created: true }
-      }
-      throw new Busy()
+    const stored = await storeInTurn(conversationId, {
+      senderId,
+      clientMsgId: input.clientMsgId,
+      text: input.text ?? null,
+      attachments,
+      ...(replyTo ? { replyTo } : {}),
+      ...(mentions.length > 0 ? { mentions } : {})
     })
 
     const message = toMessageView(stored.doc)
@@ -276,6 +250,95 @@ export function createMessageService (deps: {
     // The thread's root learns its new count (also after a resend whose first attempt stopped before this).
     if (stored.doc.replyTo) await threadChanged(conversationId, stored.doc.replyTo.rootSeq, senderId)
     return { message, created: stored.created }
+  }
+
+  /**
+   * Sends to one conversation take its lock in turns, and each turn stores
+   * every send of this instance that queued for the conversation while the
+   * lock was awaited (group commit): one read of the conversation, one
+   * ordered insert of their messages, one write of the read model, however
+   * many there are. A busy conversation then costs a lock hand-over per
+   * batch instead of per message. Sends that arrive during a turn wait for
+   * the next one, so a busy instance never holds the lock for long.
+   */
+  const waitingSends = new Map<string, QueuedSend[]>()
+
+  function storeInTurn (conversationId: string, fields: SendFields): Promise<StoredSend> {
+    return new Promise<StoredSend>((resolve, reject) => {
+      const queued = waitingSends.get(conversationId)
+      if (queued) { queued.push({ fields, resolve, reject }); return }
+      const turn: QueuedSend[] = [{ fields, resolve, reject }]
+      waitingSends.set(conversationId, turn)
+      const close = (): void => { if (waitingSends.get(conversationId) === turn) waitingSends.delete(conversationId) }
+      withConversationLock(conversationId, async () => {
+        close()
+        await storeTurn(conversationId, turn)
+      }).catch((err: unknown) => {
+        // The lock was not had (so the turn is still open), or the database
+        // failed: what was stored is resolved already (a promise settles once).
+        close()
+        for (const send of turn) send.reject(err)
+      })
+    })
+  }
+
+  /** Stores a turn's sends in order, under the conversation's lock. */
+  async function storeTurn (conversationId: string, turn: QueuedSend[]): Promise<void> {
+    let now = await current(conversationId)
+    let remaining = turn
+    let repairs = 0
+    while (remaining.length > 0) {
+      const chunk = remaining.slice(0, SEND_BATCH_MAX)
+      const createdAt = new Date()
+      const docs: MessageDoc[] = chunk.map((send, i) => ({
+        _id: messageIdFor(conversationId, now.lastSeq + 1 + i),
+        conversationId,
+        seq: now.lastSeq + 1 + i,
+        changeSeq: now.changeSeq + 1 + i,
+        ...send.fields,
+        reactions: [],
+        createdAt,
+        editedAt: null,
+        deletedAt: null
+      }))
+      const inserted = await insertInOrder(docs)
+      if (inserted > 0) {
+        now = await recordOnConversation(now, docs.slice(0, inserted))
+        for (let i = 0; i < inserted; i++) chunk[i]!.resolve({ doc: docs[i]!, created: true })
+      }
+      remaining = remaining.slice(inserted)
+      if (inserted === docs.length) continue
+      // The first one not stored hit a unique index: a resend (clientMsgId), or a number already taken.
+      const { fields } = remaining[0]!
+      const existing = await messages.findOne({ conversationId, senderId: fields.senderId, clientMsgId: fields.clientMsgId })
+      if (existing) {
+        // Stored, but its sender stopped before recording it on the
+        // conversation: finish that now, and announce it.
+        const created = existing.seq > now.lastSeq
+        if (created) now = await recordOnConversation(now, [existing])
+        remaining[0]!.resolve({ doc: existing, created })
+        remaining = remaining.slice(1)
+        continue
+      }
+      if (++repairs > 5) throw new Busy()
+      await repair(now)
+      now = await current(conversationId)
+    }
+  }
+
+  /** Inserts in order; how many were stored before the first duplicate key (other errors are thrown). */
+  async function insertInOrder (docs: MessageDoc[]): Promise<number> {
+    try {
+      if (docs.length === 1) await messages.insertOne(docs[0]!)
+      else await messages.insertMany(docs, { ordered: true })
+      return docs.length
+    } catch (err) {
+      if (!isDuplicateKey(err)) throw err
+      if (!(err instanceof MongoBulkWriteError)) return 0
+      const first = [err.writeErrors].flat()[0]
+      if (!first || first.code !== 11000) throw err
+      return first.index
+    }
   }
 
   /**
@@ -322,20 +385,24 @@ export function createMessageService (deps: {
     }, 'message.updated')
   }
 
-  // The conversation as it stands after the message: counters never go back;
-  // the sender has read what they wrote (see ConversationDoc.lastSentSeq).
-  async function recordOnConversation (now: ConversationDoc, doc: MessageDoc): Promise<ConversationDoc> {
+  // The conversation as it stands after these messages (in seq order):
+  // counters never go back; each sender has read what they wrote (see
+  // ConversationDoc.lastSentSeq).
+  async function recordOnConversation (now: ConversationDoc, docs: MessageDoc[]): Promise<ConversationDoc> {
+    const last = docs.at(-1)!
+    const lastSentSeq = { ...now.lastSentSeq }
+    for (const doc of docs) lastSentSeq[doc.senderId] = Math.max(lastSentSeq[doc.senderId] ?? 0, doc.seq)
     const next: ConversationDoc = {
       ...now,
-      lastSeq: Math.max(now.lastSeq, doc.seq),
-      changeSeq: Math.max(now.changeSeq, doc.changeSeq),
+      lastSeq: Math.max(now.lastSeq, last.seq),
+      changeSeq: Math.max(now.changeSeq, last.changeSeq),
       version: (now.version ?? 0) + 1,
-      lastActivityAt: doc.createdAt,
-      updatedAt: doc.createdAt,
-      lastMessage: doc.seq >= now.lastSeq ? lastMessageOf(doc) : now.lastMessage,
-      lastSentSeq: { ...now.lastSentSeq, [doc.senderId]: Math.max(now.lastSentSeq?.[doc.senderId] ?? 0, doc.seq) }
+      lastActivityAt: last.createdAt,
+      updatedAt: last.createdAt,
+      lastMessage: last.seq >= now.lastSeq ? lastMessageOf(last) : now.lastMessage,
+      lastSentSeq
     }
-    await settle(next, true, toMessageView(doc))
+    await settle(next, true, docs.map(toMessageView))
     return next
   }
 
@@ -380,7 +447,7 @@ export function createMessageService (deps: {
           version: (now.version ?? 0) + 1,
           ...(isLast ? { lastMessage: { ...now.lastMessage!, preview: result.deletedAt ? '' : preview(result), deleted: result.deletedAt !== null } } : {})
         }
-        await settle(next, false, toMessageView(result))
+        await settle(next, false, [toMessageView(result)])
         return result
       }
       throw new Busy()
