@@ -13,6 +13,7 @@
 // generation that every membership change bumps: a fill that started before
 // the change is discarded.
 import type { Collection, Db } from 'mongodb'
+import { LRUCache } from 'lru-cache'
 import { getMany, type RedisClient } from './redis-client.js'
 import type { ConversationDoc, LastMessage, MembershipDoc } from './conversations.js'
 import type { MessageDoc, MessageView } from './messages.js'
@@ -131,6 +132,40 @@ function splitVersioned (raw: string): string {
   return raw.slice(raw.indexOf('|') + 1)
 }
 
+/** Freezes plain objects and arrays all the way down (dates and ids are left as they are). */
+function frozen<T> (value: T): T {
+  if (value === null || typeof value !== 'object' || Object.isFrozen(value)) return value
+  const proto = Object.getPrototypeOf(value) as unknown
+  if (proto !== Object.prototype && proto !== Array.prototype) return value
+  for (const inner of Object.values(value)) frozen(inner)
+  return Object.freeze(value)
+}
+
+/**
+ * Values decoded from Redis, kept per key for as long as Redis holds the same
+ * text: every request of a busy list decodes the same profiles and
+ * conversations again, and that was the largest cost of serving it. The text
+ * just read from Redis is compared in full, so what is served is always what
+ * Redis holds now, on every instance. Decoded values are shared between
+ * requests, hence frozen.
+ */
+function decodedValues<T extends object> (max: number, decode: (raw: string) => T): (key: string, raw: string) => T {
+  const decoded = new LRUCache<string, { raw: string, value: T }>({ max })
+  return (key, raw) => {
+    const kept = decoded.get(key)
+    if (kept?.raw === raw) return kept.value
+    const value = frozen(decode(raw))
+    decoded.set(key, { raw, value })
+    return value
+  }
+}
+
+// How many decoded values an instance keeps (each a few hundred bytes to a
+// few kilobytes, plus the text it came from).
+const DECODED_CONVERSATIONS = 5000
+const DECODED_PROFILES = 10_000
+const DECODED_MESSAGES = 20_000
+
 function toCached (doc: ConversationDoc): string {
   return JSON.stringify(doc)
 }
@@ -145,6 +180,13 @@ function fromCached (json: string, ObjectIdType: new (hex: string) => Conversati
     lastActivityAt: new Date(c.lastActivityAt),
     lastMessage: c.lastMessage ? { ...c.lastMessage, createdAt: new Date(c.lastMessage.createdAt) } : null
   }
+}
+
+interface ProfileViews { self: SelfUser, public: PublicUser }
+
+function profileViews (self: SelfUser): ProfileViews {
+  const { email: _email, createdAt: _createdAt, ...profile } = self
+  return { self, public: profile }
 }
 
 const profileVersion = (u: UserDoc): number => Math.max(u.updatedAt.getTime(), u.lastSeenAt?.getTime() ?? 0)
@@ -172,6 +214,13 @@ export function createReadModel (deps: {
   const messages: Collection<MessageDoc> = db.collection('messages')
   const users: Collection<UserDoc> = db.collection('users')
   const blocks = db.collection<{ _id: string }>('blocks')
+  const decodedConversation = decodedValues(DECODED_CONVERSATIONS, (raw) => fromCached(splitVersioned(raw), ObjectId))
+  const decodedProfile = decodedValues(DECODED_PROFILES, (raw) => profileViews(JSON.parse(splitVersioned(raw)) as SelfUser))
+  // Copies cached before messages had replies and threads lack the two fields.
+  const decodedMessage = decodedValues(DECODED_MESSAGES, (raw) => {
+    const view = JSON.parse(splitVersioned(raw)) as MessageView
+    return { ...view, replyTo: view.replyTo ?? null, thread: view.thread ?? null, mentions: view.mentions ?? [] }
+  })
 
   // ---- conversations -------------------------------------------------------
 
@@ -183,7 +232,7 @@ export function createReadModel (deps: {
     const missing: string[] = []
     ids.forEach((id, i) => {
       const raw = cached[i]
-      if (raw) out.set(id, fromCached(splitVersioned(raw), ObjectId))
+      if (raw) out.set(id, decodedConversation(id, raw))
       else missing.push(id)
     })
     counted('conversation', ids.length - missing.length, missing.length)
@@ -346,22 +395,22 @@ export function createReadModel (deps: {
 
   // ---- profiles --------------------------------------------------------------
 
-  /** Profiles as their owner sees them (with email): the public ones are these minus the private fields. */
-  async function selfProfiles (userIds: string[]): Promise<Map<string, SelfUser>> {
+  /** Profiles by id, as their owner sees them (with email) and as everyone else does (unknown ids left out). */
+  async function profileViewsOf (userIds: string[]): Promise<Map<string, ProfileViews>> {
     const ids = [...new Set(userIds)]
-    const out = new Map<string, SelfUser>()
+    const out = new Map<string, ProfileViews>()
     if (ids.length === 0) return out
     const cached = await getMany(r, ids.map(keys.profile))
     const missing = ids.filter((id, i) => {
       const raw = cached[i]
-      if (raw) out.set(id, JSON.parse(splitVersioned(raw)) as SelfUser)
+      if (raw) out.set(id, decodedProfile(id, raw))
       return !raw
     })
     counted('profile', ids.length - missing.length, missing.length)
     const objectIds = missing.map(parseObjectId).filter((id) => id !== null)
     if (objectIds.length > 0) {
       const docs = await users.find({ _id: { $in: objectIds } }, { projection: { passwordHash: 0 } }).toArray()
-      for (const doc of docs) out.set(doc._id.toHexString(), toSelfUser(doc))
+      for (const doc of docs) out.set(doc._id.toHexString(), profileViews(toSelfUser(doc)))
       await putProfiles(docs)
     }
     return out
@@ -369,11 +418,11 @@ export function createReadModel (deps: {
 
   async function profiles (userIds: string[]): Promise<Map<string, PublicUser>> {
     const out = new Map<string, PublicUser>()
-    for (const [id, { email: _email, createdAt: _createdAt, ...profile }] of await selfProfiles(userIds)) out.set(id, profile)
+    for (const [id, views] of await profileViewsOf(userIds)) out.set(id, views.public)
     return out
   }
 
-  const self = async (userId: string): Promise<SelfUser | null> => (await selfProfiles([userId])).get(userId) ?? null
+  const self = async (userId: string): Promise<SelfUser | null> => (await profileViewsOf([userId])).get(userId)?.self ?? null
 
   async function putProfiles (docs: UserDoc[]): Promise<void> {
     if (docs.length === 0) return
@@ -413,10 +462,7 @@ export function createReadModel (deps: {
     const found = new Map<number, MessageView>()
     seqs.forEach((seq, i) => {
       const raw = cached[i]
-      // Copies cached before messages had replies and threads lack the two fields.
-      if (!raw) return
-      const view = JSON.parse(splitVersioned(raw)) as MessageView
-      found.set(seq, { ...view, replyTo: view.replyTo ?? null, thread: view.thread ?? null, mentions: view.mentions ?? [] })
+      if (raw) found.set(seq, decodedMessage(`${conversationId}:${seq}`, raw))
     })
     const missing = seqs.filter((seq) => !found.has(seq))
     counted('message', found.size, missing.length)

@@ -3,7 +3,7 @@
 // what a read straight from MongoDB gives.
 import t, { type Test } from 'tap'
 import type { FastifyInstance } from 'fastify'
-import { build, redisKeys } from './helper.js'
+import { build, redisKeys, twoInstances } from './helper.js'
 import { createUser, directConversation, type TestUser } from './accounts.js'
 import { MESSAGE_WINDOW } from '../services/read-model.js'
 
@@ -63,6 +63,33 @@ t.test('sends, edits, deletions, reactions, reads and mutes keep the read model 
   await app.inject({ method: 'PATCH', url: '/api/users/me', headers: ada.auth, payload: { displayName: 'Ada L.' } })
   t.ok((await snapshot(app, bob, conversationId)).list.conversations[0].members.some((m: { displayName: string }) => m.displayName === 'Ada L.'), 'a profile change shows in the list')
   await assertCoherent(t, app, bob, conversationId, 'after a profile change')
+})
+
+t.test('values decoded and kept by one instance follow what another instance writes', async (t) => {
+  const [a, b] = await twoInstances(t)
+  const [ada, bob] = [await createUser(a), await createUser(a)]
+  const conversationId = await directConversation(a, ada, bob)
+  const sent = await b.inject({ method: 'POST', url: `/api/conversations/${conversationId}/messages`, headers: ada.auth, payload: { clientMsgId: 'kept-1', text: 'first' } })
+  t.equal(sent.statusCode, 201)
+  const messageId = sent.json().id as string
+  // Instance a decodes (and keeps) the profile, the conversation and the message twice.
+  for (let i = 0; i < 2; i++) {
+    const list = (await a.inject({ url: '/api/conversations', headers: bob.auth })).json()
+    t.equal(list.conversations[0].lastMessage.preview, 'first')
+    t.equal((await a.inject({ url: `/api/conversations/${conversationId}/messages`, headers: bob.auth })).json().messages[0].text, 'first')
+  }
+  t.equal((await b.inject({ method: 'PATCH', url: `/api/messages/${messageId}`, headers: ada.auth, payload: { text: 'second' } })).statusCode, 200)
+  t.equal((await b.inject({ method: 'PATCH', url: '/api/users/me', headers: ada.auth, payload: { displayName: 'Ada on b' } })).statusCode, 200)
+  t.equal((await b.inject({ method: 'PATCH', url: '/api/users/me', headers: bob.auth, payload: { displayName: 'Bob on b' } })).statusCode, 200)
+
+  const list = (await a.inject({ url: '/api/conversations', headers: bob.auth })).json()
+  t.equal(list.conversations[0].lastMessage.preview, 'second', 'the list preview on a shows the edit made on b')
+  t.ok(list.conversations[0].members.some((m: { displayName: string }) => m.displayName === 'Ada on b'), 'and the new name')
+  const page = (await a.inject({ url: `/api/conversations/${conversationId}/messages`, headers: bob.auth })).json()
+  t.equal(page.messages[0].text, 'second', 'the page on a shows the edit')
+  t.equal(page.messages[0].editedAt !== null, true)
+  t.equal((await a.inject({ url: '/api/auth/me', headers: bob.auth })).json().displayName, 'Bob on b', '/me on a shows the rename')
+  await assertCoherent(t, a, bob, conversationId, 'after writes on the other instance')
 })
 
 t.test('membership changes: joining shows the group, leaving hides it at once', async (t) => {
