@@ -36,6 +36,7 @@ export default fp(async (fastify) => {
     ObjectId,
     toMessageView,
     lastMessageOf,
+    freezeDecoded: fastify.config.NODE_ENV === 'test',
     onLookups: (structure, hits, misses) => {
       if (hits > 0) fastify.metrics.readModelLookups.inc({ structure, result: 'hit' }, hits)
       if (misses > 0) fastify.metrics.readModelLookups.inc({ structure, result: 'miss' }, misses)
