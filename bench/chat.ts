@@ -17,6 +17,8 @@ const USERS = Number(process.env.BENCH_USERS ?? 1000)
 const CONVERSATIONS = Number(process.env.BENCH_CONVERSATIONS ?? 10_000)
 const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 200_000)
 const SIGNED_IN = 50
+// BENCH_CHAT_SENDS=0: reads only, for the data-size runs (each send run also waits up to 5 minutes for its writes behind).
+const SENDS = process.env.BENCH_CHAT_SENDS !== '0'
 const PASSWORD = 'bench password 1'
 
 interface Seeded {
@@ -189,9 +191,9 @@ export async function chatScenario (): Promise<Record<string, unknown>> {
     // reports how many were still waiting when it ended and how long the
     // database took to catch up, which is waited out before the next one.
     const instances = [parley.url, second.url]
-    const sendOne = await behind(instances, () => measure({ url: parley.url, requests: [sendRequest(anyConversation)] }))
-    const sendTwo = await behind(instances, () => measureAcross(instances, (url) => ({ url, requests: [sendRequest(anyConversation)] })))
-    const sendHot = await behind(instances, () => measureAcross(instances, (url) => ({ url, requests: [sendRequest(() => hot)] })))
+    const sendOne = SENDS ? await behind(instances, () => measure({ url: parley.url, requests: [sendRequest(anyConversation)] })) : null
+    const sendTwo = SENDS ? await behind(instances, () => measureAcross(instances, (url) => ({ url, requests: [sendRequest(anyConversation)] }))) : null
+    const sendHot = SENDS ? await behind(instances, () => measureAcross(instances, (url) => ({ url, requests: [sendRequest(() => hot)] }))) : null
 
     // Round trips, counted in an instance booted in this process.
     const { app, measure: count } = counting
@@ -208,7 +210,7 @@ export async function chatScenario (): Promise<Record<string, unknown>> {
       send: await count(() => app.inject({ method: 'POST', url: `/api/conversations/${conversation}/messages`, headers: auth(user.token), payload: { clientMsgId: `count-${counter++}`, text: 'counted' } }))
     }
 
-    const row = (name: string, m: Measure) => ({ name, ...m, ratio: ratio(m.requestsPerSecond, baseline.requestsPerSecond) })
+    const row = (name: string, m: Measure | null) => m === null ? { name, skipped: 'BENCH_CHAT_SENDS=0' } : { name, ...m, ratio: ratio(m.requestsPerSecond, baseline.requestsPerSecond) }
     return {
       dataSet: { users: USERS, conversations: CONVERSATIONS, messages: Math.floor(MESSAGES / CONVERSATIONS) * CONVERSATIONS, seedSeconds, readModelPrimeSeconds: primeSeconds },
       baseline: { name: 'bare Fastify hello-world', ...baseline },
