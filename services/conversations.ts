@@ -10,7 +10,7 @@
 import { ObjectId, type Collection, type Db, type UpdateFilter } from 'mongodb'
 import createError from '@fastify/error'
 import { isDuplicateKey, parseObjectId, upsertRetrying, type PublicUser } from './users.js'
-import type { ReadModel } from './read-model.js'
+import type { ReadModel, ReadState } from './read-model.js'
 import { decodeCursor, encodeCursor, UserNotFound, type PeopleService } from './people.js'
 import type { Publish } from './events.js'
 import type { ConversationLock } from './conversation-lock.js'
@@ -127,12 +127,22 @@ export function createConversationService (db: Db, people: PeopleService, readMo
     return conversation
   }
 
-  async function views (docs: ConversationDoc[], userId: string): Promise<ConversationView[]> {
-    if (docs.length === 0) return []
+  interface ViewInputs { profiles: Map<string, PublicUser>, stateById: Map<string, ReadState>, now: Date }
+
+  async function viewInputs (docs: ConversationDoc[], userId: string): Promise<ViewInputs> {
     const [profiles, stateById] = await Promise.all([
       readModel.profiles(docs.flatMap((d) => d.memberIds)),
       readModel.readStates(userId, docs.map((d) => d._id.toHexString()))
     ])
+    return { profiles, stateById, now: new Date() }
+  }
+
+  async function views (docs: ConversationDoc[], userId: string): Promise<ConversationView[]> {
+    if (docs.length === 0) return []
+    return viewsOf(docs, userId, await viewInputs(docs, userId))
+  }
+
+  function viewsOf (docs: ConversationDoc[], userId: string, { profiles, stateById, now }: ViewInputs): ConversationView[] {
     return docs.map((d) => {
       const id = d._id.toHexString()
       const state = stateById.get(id)
@@ -151,7 +161,7 @@ export function createConversationService (db: Db, people: PeopleService, readMo
         lastReadSeq,
         unreadCount: d.lastSeq - lastReadSeq,
         unreadMentionCount: state?.mentionCount ?? 0,
-        mutedUntil: state?.mutedUntil && state.mutedUntil > new Date() ? state.mutedUntil.toISOString() : null
+        mutedUntil: state?.mutedUntil && state.mutedUntil > now ? state.mutedUntil.toISOString() : null
       }
     })
   }
@@ -257,12 +267,23 @@ export function createConversationService (db: Db, people: PeopleService, readMo
   /** The user's conversations, latest activity first. */
   async function list (userId: string, limit: number, cursor?: string): Promise<{ conversations: ConversationView[], nextCursor: string | null }> {
     const after = cursor ? decodeCursor(cursor, isListCursor) : undefined
-    const { docs, more } = await memberConversations(userId, limit, after)
-    const last = docs.at(-1)
-    return {
-      conversations: await views(docs, userId),
-      nextCursor: more && last ? encodeCursor({ t: last.lastActivityAt.getTime(), id: last._id.toHexString() }) : null
-    }
+    // A busy client asks again and again for a list that has not changed.
+    return readModel.keptListPage(userId, `${limit}:${cursor ?? ''}`, async () => {
+      const { docs, more } = await memberConversations(userId, limit, after)
+      const inputs = await viewInputs(docs, userId)
+      const last = docs.at(-1)
+      const now = inputs.now.getTime()
+      const mutesEnding = [...inputs.stateById.values()].map((state) => state.mutedUntil?.getTime() ?? 0).filter((until) => until > now)
+      return {
+        value: {
+          conversations: viewsOf(docs, userId, inputs),
+          nextCursor: more && last ? encodeCursor({ t: last.lastActivityAt.getTime(), id: last._id.toHexString() }) : null
+        },
+        profileIds: [...new Set(docs.flatMap((d) => d.memberIds))],
+        profiles: inputs.profiles,
+        validUntil: Math.min(Infinity, ...mutesEnding)
+      }
+    })
   }
 
   /** Everyone who shares a conversation with the user (the user included), over their latest 1,000 conversations. */

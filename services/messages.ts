@@ -196,10 +196,9 @@ export function createMessageService (deps: {
 
   /** The conversation's new state (under its lock): at once in the read model, soon in the database. */
   async function settle (next: ConversationDoc, touchLists: boolean, views: MessageView[] = []): Promise<void> {
-    await Promise.all([
-      readModel.putConversations([next], { touchLists }),
-      readModel.putMessages(next._id.toHexString(), views, next.lastSeq)
-    ])
+    // The messages before the conversation: kept history pages are checked against the conversation alone.
+    await readModel.putMessages(next._id.toHexString(), views, next.lastSeq)
+    await readModel.putConversations([next], { touchLists })
     await activity.record(next)
   }
 
@@ -546,7 +545,9 @@ export function createMessageService (deps: {
     }
     if (to < from) return { messages: [], hasMore: false }
     // The latest messages come from the read model's window; older ones are one indexed range query.
-    return { messages: await readModel.messageRange(conversationId, conversation.lastSeq, from, to), hasMore }
+    // Every message change also changes the conversation, so a page computed from this very conversation object still holds.
+    return readModel.keptHistoryPage(`${conversationId}:${from}:${to}`, [conversation, hasMore], async () =>
+      ({ messages: await readModel.messageRange(conversationId, conversation.lastSeq, from, to), hasMore }))
   }
 
   /**

@@ -13,6 +13,7 @@
 // generation that every membership change bumps: a fill that started before
 // the change is discarded.
 import type { Collection, Db } from 'mongodb'
+import { randomUUID } from 'node:crypto'
 import { LRUCache } from 'lru-cache'
 import { getMany, type RedisClient } from './redis-client.js'
 import type { ConversationDoc, LastMessage, MembershipDoc } from './conversations.js'
@@ -39,6 +40,8 @@ const keys = {
   userList: (userId: string) => `rm:list:{${userId}}`,
   userListGeneration: (userId: string) => `rm:listgen:{${userId}}`,
   userListMoves: (userId: string) => `rm:listmoves:{${userId}}`,
+  // Changed by every write to what the user's list shows but profiles (see keptListPage).
+  userListStamp: (userId: string) => `rm:liststamp:{${userId}}`,
   readStates: (userId: string) => `rm:read:${userId}`,
   profile: (userId: string) => `rm:user:${userId}`,
   window: (conversationId: string) => `rm:msgs:${conversationId}`,
@@ -74,8 +77,9 @@ return 1`
   // next fill: that fill reads conversation documents whose activity times are
   // written behind the sends, and may have read them before this move.
   listTouch: {
-    numberOfKeys: 2,
-    lua: `if redis.call('EXISTS', KEYS[1]) == 1 then
+    numberOfKeys: 3,
+    lua: `redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[5])
+if redis.call('EXISTS', KEYS[1]) == 1 then
   redis.call('ZADD', KEYS[1], 'GT', ARGV[1], ARGV[2])
 else
   redis.call('ZADD', KEYS[2], 'GT', ARGV[1], ARGV[2])
@@ -84,12 +88,13 @@ end
 return 0`
   },
   listFill: {
-    numberOfKeys: 3,
+    numberOfKeys: 4,
     lua: `local gen = redis.call('GET', KEYS[2]) or '0'
 if gen ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[4], ARGV[3], 'EX', ARGV[2])
 redis.call('DEL', KEYS[1])
 redis.call('ZADD', KEYS[1], -1, '')
-for i = 3, #ARGV, 2 do redis.call('ZADD', KEYS[1], ARGV[i], ARGV[i + 1]) end
+for i = 4, #ARGV, 2 do redis.call('ZADD', KEYS[1], ARGV[i], ARGV[i + 1]) end
 local moved = redis.call('ZRANGE', KEYS[3], 0, -1, 'WITHSCORES')
 for i = 1, #moved, 2 do redis.call('ZADD', KEYS[1], 'GT', moved[i + 1], moved[i]) end
 redis.call('DEL', KEYS[3])
@@ -104,8 +109,9 @@ redis.call('EXPIRE', KEYS[1], ARGV[4])
 return redis.call('ZREVRANGEBYSCORE', KEYS[1], ARGV[1], 0, 'WITHSCORES', 'LIMIT', ARGV[2], ARGV[3])`
   },
   listChanged: {
-    numberOfKeys: 2,
+    numberOfKeys: 3,
     lua: `redis.call('INCR', KEYS[2]) redis.call('EXPIRE', KEYS[2], ARGV[1])
+redis.call('SET', KEYS[3], ARGV[5], 'EX', ARGV[1])
 if ARGV[2] == 'add' then
   if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('ZADD', KEYS[1], ARGV[3], ARGV[4]) end
 else
@@ -161,11 +167,36 @@ function decodedValues<T extends object> (max: number, freeze: boolean, decode: 
   }
 }
 
+/**
+ * Results computed from read-model values (a history page, a page of a user's
+ * list), kept per key while every value they came from is the very object this
+ * instance hands out now. Those objects stay the same exactly while Redis holds
+ * the same text (decodedValues above), so a kept result is what computing it
+ * again would give, and it is dropped as soon as one of its sources changes.
+ * Sources are compared by identity (numbers and strings by value).
+ */
+function keptResults (max: number, freeze: boolean, counted: (hit: boolean) => void): <T> (key: string, sources: readonly unknown[], compute: () => T | Promise<T>) => Promise<T> {
+  const kept = new LRUCache<string, { sources: readonly unknown[], value: unknown }>({ max })
+  return async <T> (key: string, sources: readonly unknown[], compute: () => T | Promise<T>): Promise<T> => {
+    const found = kept.get(key)
+    const hit = found !== undefined && found.sources.length === sources.length && found.sources.every((source, i) => source === sources[i])
+    counted(hit)
+    if (hit) return found.value as T
+    const computed = await compute()
+    const value = freeze ? frozen(computed) : computed
+    kept.set(key, { sources, value })
+    return value
+  }
+}
+
 // How many decoded values an instance keeps (each a few hundred bytes to a
 // few kilobytes, plus the text it came from).
 const DECODED_CONVERSATIONS = 5000
 const DECODED_PROFILES = 10_000
 const DECODED_MESSAGES = 20_000
+// How many computed pages (history pages of 50 messages, list pages of 20 conversations) an instance keeps.
+const KEPT_HISTORY_PAGES = 2000
+const KEPT_LIST_PAGES = 2000
 
 function toCached (doc: ConversationDoc): string {
   return JSON.stringify(doc)
@@ -184,6 +215,18 @@ function fromCached (json: string, ObjectIdType: new (hex: string) => Conversati
 }
 
 interface ProfileViews { self: SelfUser, public: PublicUser }
+
+/** What a list page was computed from, besides what its stamp covers. */
+export interface ComputedListPage<T> {
+  value: T
+  /** Every member shown, and their profiles as the read model handed them out (see profiles). */
+  profileIds: string[]
+  profiles: Map<string, PublicUser>
+  /** When the page stops being true by itself (a mute it shows ends), in ms since the epoch. */
+  validUntil: number
+}
+
+interface KeptListPage { stamp: string, value: unknown, profileIds: string[], profiles: Array<PublicUser | undefined>, validUntil: number }
 
 function profileViews (self: SelfUser): ProfileViews {
   const { email: _email, createdAt: _createdAt, ...profile } = self
@@ -225,6 +268,14 @@ export function createReadModel (deps: {
     const view = JSON.parse(splitVersioned(raw)) as MessageView
     return { ...view, replyTo: view.replyTo ?? null, thread: view.thread ?? null, mentions: view.mentions ?? [] }
   })
+
+  const keptLists = new LRUCache<string, KeptListPage>({ max: KEPT_LIST_PAGES })
+  const keptHistoryPage = keptResults(KEPT_HISTORY_PAGES, freeze, (hit) => counted('history_page', hit ? 1 : 0, hit ? 0 : 1))
+  // Stamps are unique across instances and restarts: a Redis that lost a stamp never hands an old one out again.
+  const stampPrefix = randomUUID()
+  let stamps = 0
+  const newStamp = (): string => `${stampPrefix}.${++stamps}`
+  const bumpListStamps = (userIds: string[]): Promise<unknown> => Promise.all(userIds.map((userId) => r.set(keys.userListStamp(userId), newStamp(), 'EX', TTL_S)))
 
   // ---- conversations -------------------------------------------------------
 
@@ -287,11 +338,12 @@ export function createReadModel (deps: {
   /** After a write: the conversation as it now stands, and its place in each member's list. */
   async function putConversations (docs: ConversationDoc[], options: { touchLists?: boolean } = {}): Promise<void> {
     if (docs.length === 0) return
+    await Promise.all(docs.map((doc) => r.setIfNewer(keys.conversation(doc._id.toHexString()), doc.version ?? 0, toCached(doc), TTL_S)))
+    // Then the members' list stamps: a list computed after reading a stamp shows every write made before it.
     await Promise.all(docs.flatMap((doc) => {
       const id = doc._id.toHexString()
-      const written = [r.setIfNewer(keys.conversation(id), doc.version ?? 0, toCached(doc), TTL_S)]
-      if (options.touchLists) for (const member of doc.memberIds) written.push(r.listTouch(keys.userList(member), keys.userListMoves(member), doc.lastActivityAt.getTime(), id, LIST_MOVES_TTL_S))
-      return written
+      if (!options.touchLists) return [bumpListStamps(doc.memberIds)]
+      return doc.memberIds.map((member) => r.listTouch(keys.userList(member), keys.userListMoves(member), keys.userListStamp(member), doc.lastActivityAt.getTime(), id, LIST_MOVES_TTL_S, newStamp(), TTL_S))
     }))
   }
 
@@ -335,14 +387,48 @@ export function createReadModel (deps: {
     const generation = await r.get(keys.userListGeneration(userId)) ?? '0'
     const docs = await conversations.find({ memberIds: userId }, { projection: { _id: 1, lastActivityAt: 1 } }).toArray()
     const args = docs.flatMap((d) => [d.lastActivityAt.getTime(), d._id.toHexString()])
-    await r.listFill(keys.userList(userId), keys.userListGeneration(userId), keys.userListMoves(userId), generation, TTL_S, ...args)
+    await r.listFill(keys.userList(userId), keys.userListGeneration(userId), keys.userListMoves(userId), keys.userListStamp(userId), generation, TTL_S, newStamp(), ...args)
   }
 
   /** A user joined (or left) a conversation: their list learns it, and any fill in flight is discarded. */
   async function membershipChanged (userIds: string[], doc: ConversationDoc, change: 'add' | 'remove'): Promise<void> {
     if (userIds.length === 0) return
     await Promise.all(userIds.map((userId) =>
-      r.listChanged(keys.userList(userId), keys.userListGeneration(userId), TTL_S, change, doc.lastActivityAt.getTime(), doc._id.toHexString())))
+      r.listChanged(keys.userList(userId), keys.userListGeneration(userId), keys.userListStamp(userId), TTL_S, change, doc.lastActivityAt.getTime(), doc._id.toHexString(), newStamp())))
+  }
+
+  /**
+   * A page of the user's list, kept by this instance and answered again while
+   * nothing it shows has changed: one GET of the user's list stamp, which
+   * every write to their list, their conversations and their read states
+   * replaces after it lands, and one MGET of the members' profiles, compared
+   * as the objects decoded from them (profiles change without touching lists).
+   * A kept page also ends at the first mute it shows running out. Without a
+   * stamp (new user, emptied Redis) one is set, and that page is not kept: the
+   * stamp did not yet exist when its inputs were read.
+   */
+  async function keptListPage<T extends object> (userId: string, page: string, compute: () => Promise<ComputedListPage<T>>): Promise<T> {
+    const key = `${userId}:${page}`
+    const found = keptLists.get(key)
+    const [stamp, raws] = await Promise.all([
+      r.get(keys.userListStamp(userId)),
+      found ? getMany(r, found.profileIds.map(keys.profile)) : Promise.resolve([])
+    ])
+    const hit = found !== undefined && stamp === found.stamp && Date.now() < found.validUntil &&
+      found.profileIds.every((id, i) => {
+        const raw = raws[i]
+        return raw ? decodedProfile(id, raw).public === found.profiles[i] : found.profiles[i] === undefined
+      })
+    counted('list_page', hit ? 1 : 0, hit ? 0 : 1)
+    if (hit) return found.value as T
+    if (stamp === null) {
+      await r.set(keys.userListStamp(userId), newStamp(), 'EX', TTL_S, 'NX')
+      return (await compute()).value
+    }
+    const computed = await compute()
+    const value = freeze ? frozen(computed.value) : computed.value
+    keptLists.set(key, { stamp, value, profileIds: computed.profileIds, profiles: computed.profileIds.map((id) => computed.profiles.get(id)), validUntil: computed.validUntil })
+    return value
   }
 
   // ---- read positions and mutes --------------------------------------------
@@ -382,6 +468,7 @@ export function createReadModel (deps: {
   /** After a write of a membership: its full state as now stored. */
   async function putReadState (doc: Pick<MembershipDoc, 'conversationId' | 'userId' | 'lastReadSeq' | 'mutedUntil' | 'mentionCount'>): Promise<void> {
     await r.pipeline().hset(keys.readStates(doc.userId), doc.conversationId, encodeState(doc)).expire(keys.readStates(doc.userId), TTL_S).exec()
+    await bumpListStamps([doc.userId])
   }
 
   /** Members just added to a conversation: their state is the one a new membership starts with. */
@@ -391,10 +478,12 @@ export function createReadModel (deps: {
       r.hset(keys.readStates(userId), conversationId, encodeState({ lastReadSeq: 0, mutedUntil: null })),
       r.expire(keys.readStates(userId), TTL_S)
     ]))
+    await bumpListStamps(userIds)
   }
 
   async function dropReadState (userId: string, conversationId: string): Promise<void> {
     await r.hdel(keys.readStates(userId), conversationId)
+    await bumpListStamps([userId])
   }
 
   // ---- profiles --------------------------------------------------------------
@@ -509,6 +598,9 @@ export function createReadModel (deps: {
     hasBlocked,
     putBlock,
     messageRange,
-    putMessages
+    putMessages,
+    /** A history page computed from this conversation object and numbers (see keptResults). */
+    keptHistoryPage,
+    keptListPage
   }
 }

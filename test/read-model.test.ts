@@ -92,6 +92,55 @@ t.test('values decoded and kept by one instance follow what another instance wri
   await assertCoherent(t, a, bob, conversationId, 'after writes on the other instance')
 })
 
+t.test('pages kept by one instance are served again while nothing changed, and follow every change another instance makes', async (t) => {
+  const [a, b] = await twoInstances(t)
+  const [ada, bob] = [await createUser(a), await createUser(a)]
+  const conversationId = await directConversation(a, ada, bob)
+  const send = (clientMsgId: string, text: string) => b.inject({ method: 'POST', url: `/api/conversations/${conversationId}/messages`, headers: ada.auth, payload: { clientMsgId, text } })
+  for (let i = 1; i <= 3; i++) t.equal((await send(`k${i}`, `kept ${i}`)).statusCode, 201)
+  // Last seen moves with HTTP use (a profile change of its own): left out of the comparisons.
+  const list = () => a.inject({ url: '/api/conversations', headers: bob.auth }).then((r) => JSON.parse(r.body, (key, value) => key === 'lastSeenAt' ? undefined : value))
+  const page = () => a.inject({ url: `/api/conversations/${conversationId}/messages`, headers: bob.auth }).then((r) => r.json())
+
+  // The same inputs give the very same page object, which is then only serialised once.
+  t.equal(await a.messages.history(conversationId, bob.id, { limit: 50 }), await a.messages.history(conversationId, bob.id, { limit: 50 }), 'a history page is kept')
+  // The first list fills profiles from MongoDB: its profile objects are not the ones decoded from Redis after.
+  await a.conversations.list(bob.id, 20)
+  t.equal(await a.conversations.list(bob.id, 20), await a.conversations.list(bob.id, 20), 'a list page is kept')
+  const [firstList, firstPage] = [await list(), await page()]
+  t.same(await list(), firstList, 'a kept list answers the same')
+  t.same(await page(), firstPage, 'a kept page answers the same')
+  const messageId = firstPage.messages[1].id as string
+
+  t.equal((await b.inject({ method: 'PUT', url: `/api/messages/${messageId}/reactions/${encodeURIComponent('🎉')}`, headers: bob.auth })).statusCode, 200)
+  t.equal((await page()).messages[1].reactions[0]?.count, 1, 'a reaction made on b shows in the page kept on a')
+  t.equal((await b.inject({ method: 'DELETE', url: `/api/messages/${messageId}`, headers: ada.auth })).statusCode, 200)
+  t.equal((await page()).messages[1].deleted, true, 'and a deletion')
+  t.equal((await send('k4', 'kept 4')).statusCode, 201)
+  t.same((await page()).messages.map((m: { seq: number }) => m.seq), [1, 2, 3, 4], 'and a new message')
+  t.same((await a.inject({ url: `/api/conversations/${conversationId}/messages?before=3&limit=2`, headers: bob.auth })).json().messages.map((m: { deleted: boolean }) => m.deleted), [false, true], 'an older page too')
+  const listed = (await list()).conversations[0]
+  t.same([listed.lastMessage.preview, listed.unreadCount], ['kept 4', 4], 'the list shows the new message and its unread count')
+
+  t.equal((await b.inject({ method: 'POST', url: `/api/conversations/${conversationId}/read`, headers: bob.auth, payload: { seq: 3 } })).statusCode, 200)
+  t.equal((await list()).conversations[0].unreadCount, 1, 'a read made on b shows in the list kept on a')
+  // A mute ends with no write at all: the kept list may not outlive it.
+  const until = Date.now() + 1500
+  t.equal((await b.inject({ method: 'PUT', url: `/api/conversations/${conversationId}/mute`, headers: bob.auth, payload: { until: new Date(until).toISOString() } })).statusCode, 200)
+  t.equal((await list()).conversations[0].mutedUntil, new Date(until).toISOString(), 'and a mute')
+  await new Promise((resolve) => setTimeout(resolve, until - Date.now() + 50))
+  t.equal((await list()).conversations[0].mutedUntil, null, 'a mute that ran out is gone from the kept list')
+  await assertCoherent(t, a, bob, conversationId, 'after changes made on the other instance')
+
+  const group = (await b.inject({ method: 'POST', url: '/api/conversations', headers: ada.auth, payload: { type: 'group', title: 'before', memberIds: [bob.id] } })).json().id as string
+  const titles = async () => (await list()).conversations.map((c: { title: string | null }) => c.title)
+  t.same(await titles(), ['before', null], 'a group made on b shows in the list kept on a')
+  t.equal((await b.inject({ method: 'PATCH', url: `/api/conversations/${group}`, headers: ada.auth, payload: { title: 'after' } })).statusCode, 200)
+  t.same(await titles(), ['after', null], 'and its new title')
+  t.equal((await b.inject({ method: 'DELETE', url: `/api/conversations/${group}/members/${bob.id}`, headers: ada.auth })).statusCode, 200)
+  t.same(await titles(), [null], 'and leaving it')
+})
+
 t.test('membership changes: joining shows the group, leaving hides it at once', async (t) => {
   const app = await build(t)
   const [ada, bob, cy] = [await createUser(app), await createUser(app), await createUser(app)]

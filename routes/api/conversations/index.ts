@@ -45,7 +45,7 @@ const conversations: FastifyPluginAsyncTypebox = async (fastify) => {
       querystring: ConversationListQuery,
       response: { 200: ConversationPage, ...errorResponses(400, 401, 500) }
     }
-  }, async (request) => service.list(request.user.id, request.query.limit ?? 20, request.query.cursor))
+  }, async (request, reply) => reply.sendKept(await service.list(request.user.id, request.query.limit ?? 20, request.query.cursor)))
 
   fastify.get('/:id', {
     schema: {
@@ -135,7 +135,7 @@ const conversations: FastifyPluginAsyncTypebox = async (fastify) => {
       querystring: HistoryQuery,
       response: { 200: MessagePage, ...errorResponses(400, 401, 404, 500) }
     }
-  }, async (request) => messages.history(request.params.id, request.user.id, { ...request.query, limit: request.query.limit ?? 50 }))
+  }, async (request, reply) => reply.sendKept(await messages.history(request.params.id, request.user.id, { ...request.query, limit: request.query.limit ?? 50 })))
 
   fastify.get('/:id/changes', {
     schema: {
