@@ -43,7 +43,7 @@ function createMetrics () {
     }),
     readModelLookups: new Counter({
       name: 'parley_read_model_lookups_total',
-      help: 'Read-model lookups by structure and result (hit: from Redis, miss: rebuilt from MongoDB)',
+      help: 'Read-model lookups by structure and result (hit: from Redis, miss: rebuilt from MongoDB; for history_page and list_page, hit: a page this instance kept, miss: built)',
       labelNames: ['structure', 'result'],
       registers
     }),

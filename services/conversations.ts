@@ -281,7 +281,8 @@ export function createConversationService (db: Db, people: PeopleService, readMo
         },
         profileIds: [...new Set(docs.flatMap((d) => d.memberIds))],
         profiles: inputs.profiles,
-        validUntil: Math.min(Infinity, ...mutesEnding)
+        validUntil: Math.min(Infinity, ...mutesEnding),
+        entries: docs.reduce((n, d) => n + 1 + d.memberIds.length, 0)
       }
     })
   }

@@ -168,15 +168,14 @@ function decodedValues<T extends object> (max: number, freeze: boolean, decode: 
 }
 
 /**
- * Results computed from read-model values (a history page, a page of a user's
- * list), kept per key while every value they came from is the very object this
- * instance hands out now. Those objects stay the same exactly while Redis holds
+ * Results computed from read-model values (a history page), kept per key while
+ * every value they came from is the very object this instance hands out now. Those objects stay the same exactly while Redis holds
  * the same text (decodedValues above), so a kept result is what computing it
  * again would give, and it is dropped as soon as one of its sources changes.
  * Sources are compared by identity (numbers and strings by value).
  */
-function keptResults (max: number, freeze: boolean, counted: (hit: boolean) => void): <T> (key: string, sources: readonly unknown[], compute: () => T | Promise<T>) => Promise<T> {
-  const kept = new LRUCache<string, { sources: readonly unknown[], value: unknown }>({ max })
+function keptResults (maxSize: number, sizeOf: (value: unknown) => number, freeze: boolean, counted: (hit: boolean) => void): <T> (key: string, sources: readonly unknown[], compute: () => T | Promise<T>) => Promise<T> {
+  const kept = new LRUCache<string, { sources: readonly unknown[], value: unknown }>({ maxSize, sizeCalculation: (entry) => Math.max(1, sizeOf(entry.value)) })
   return async <T> (key: string, sources: readonly unknown[], compute: () => T | Promise<T>): Promise<T> => {
     const found = kept.get(key)
     const hit = found !== undefined && found.sources.length === sources.length && found.sources.every((source, i) => source === sources[i])
@@ -194,9 +193,12 @@ function keptResults (max: number, freeze: boolean, counted: (hit: boolean) => v
 const DECODED_CONVERSATIONS = 5000
 const DECODED_PROFILES = 10_000
 const DECODED_MESSAGES = 20_000
-// How many computed pages (history pages of 50 messages, list pages of 20 conversations) an instance keeps.
-const KEPT_HISTORY_PAGES = 2000
-const KEPT_LIST_PAGES = 2000
+// How much of computed pages an instance keeps: the messages of history pages
+// (they share the decoded messages; what they add is their serialised text,
+// so as many as are kept decoded), and the conversations and members shown
+// by list pages (a list of large groups shows thousands of profiles).
+const KEPT_HISTORY_MESSAGES = DECODED_MESSAGES
+const KEPT_LIST_ENTRIES = 50_000
 
 function toCached (doc: ConversationDoc): string {
   return JSON.stringify(doc)
@@ -224,9 +226,11 @@ export interface ComputedListPage<T> {
   profiles: Map<string, PublicUser>
   /** When the page stops being true by itself (a mute it shows ends), in ms since the epoch. */
   validUntil: number
+  /** How many conversations and members it shows, which bounds what an instance keeps. */
+  entries: number
 }
 
-interface KeptListPage { stamp: string, value: unknown, profileIds: string[], profiles: Array<PublicUser | undefined>, validUntil: number }
+interface KeptListPage { stamp: string, value: unknown, profileIds: string[], profiles: Array<PublicUser | undefined>, validUntil: number, entries: number }
 
 function profileViews (self: SelfUser): ProfileViews {
   const { email: _email, createdAt: _createdAt, ...profile } = self
@@ -269,8 +273,8 @@ export function createReadModel (deps: {
     return { ...view, replyTo: view.replyTo ?? null, thread: view.thread ?? null, mentions: view.mentions ?? [] }
   })
 
-  const keptLists = new LRUCache<string, KeptListPage>({ max: KEPT_LIST_PAGES })
-  const keptHistoryPage = keptResults(KEPT_HISTORY_PAGES, freeze, (hit) => counted('history_page', hit ? 1 : 0, hit ? 0 : 1))
+  const keptLists = new LRUCache<string, KeptListPage>({ maxSize: KEPT_LIST_ENTRIES, sizeCalculation: (page) => page.entries })
+  const keptHistoryPage = keptResults(KEPT_HISTORY_MESSAGES, (page) => (page as { messages: unknown[] }).messages.length, freeze, (hit) => counted('history_page', hit ? 1 : 0, hit ? 0 : 1))
   // Stamps are unique across instances and restarts: a Redis that lost a stamp never hands an old one out again.
   const stampPrefix = randomUUID()
   let stamps = 0
@@ -427,7 +431,7 @@ export function createReadModel (deps: {
     }
     const computed = await compute()
     const value = freeze ? frozen(computed.value) : computed.value
-    keptLists.set(key, { stamp, value, profileIds: computed.profileIds, profiles: computed.profileIds.map((id) => computed.profiles.get(id)), validUntil: computed.validUntil })
+    keptLists.set(key, { stamp, value, profileIds: computed.profileIds, profiles: computed.profileIds.map((id) => computed.profiles.get(id)), validUntil: computed.validUntil, entries: Math.max(1, computed.entries) })
     return value
   }
 
