@@ -37,6 +37,7 @@ export default fp(async (fastify) => {
     toMessageView,
     lastMessageOf,
     freezeDecoded: fastify.config.NODE_ENV === 'test',
+    keptPagesBytes: fastify.config.KEPT_PAGES_MB * 1024 * 1024,
     onLookups: (structure, hits, misses) => {
       if (hits > 0) fastify.metrics.readModelLookups.inc({ structure, result: 'hit' }, hits)
       if (misses > 0) fastify.metrics.readModelLookups.inc({ structure, result: 'miss' }, misses)

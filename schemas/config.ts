@@ -52,6 +52,7 @@ export const ConfigSchema = Type.Object({
   MESSAGE_MAX_LENGTH: Type.Integer({ default: 4000, minimum: 1, maximum: 100000, description: 'Characters per message text' }),
   MESSAGE_MAX_ATTACHMENTS: Type.Integer({ default: 10, minimum: 0, maximum: 100 }),
   GROUP_MAX_MEMBERS: Type.Integer({ default: 256, minimum: 2, maximum: 10000 }),
+  KEPT_PAGES_MB: Type.Integer({ default: 64, minimum: 0, maximum: 65536, description: 'Memory (estimated) an instance gives to the history pages it keeps to answer again, and as much to list pages; 0 keeps none' }),
   CONVERSATION_WRITE_DELAY_MS: Type.Integer({ default: 1000, minimum: 0, maximum: 60000, description: 'How long a conversation\'s new activity waits before it is written to the database, so that the changes of that window are one write' }),
   WS_MAX_CONNECTIONS_PER_USER: Type.Integer({ default: 20, minimum: 1, maximum: 1000 }),
   WS_RATE_PER_SECOND: Type.Number({ default: 20, minimum: 0.1, description: 'Frames a connection may send per second (sustained)' }),

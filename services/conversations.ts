@@ -282,7 +282,8 @@ export function createConversationService (db: Db, people: PeopleService, readMo
         profileIds: [...new Set(docs.flatMap((d) => d.memberIds))],
         profiles: inputs.profiles,
         validUntil: Math.min(Infinity, ...mutesEnding),
-        entries: docs.reduce((n, d) => n + 1 + d.memberIds.length, 0)
+        conversations: docs.length,
+        members: docs.reduce((n, d) => n + d.memberIds.length, 0)
       }
     })
   }

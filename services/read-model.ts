@@ -174,8 +174,9 @@ function decodedValues<T extends object> (max: number, freeze: boolean, decode: 
  * again would give, and it is dropped as soon as one of its sources changes.
  * Sources are compared by identity (numbers and strings by value).
  */
-function keptResults (maxSize: number, sizeOf: (value: unknown) => number, freeze: boolean, counted: (hit: boolean) => void): <T> (key: string, sources: readonly unknown[], compute: () => T | Promise<T>) => Promise<T> {
-  const kept = new LRUCache<string, { sources: readonly unknown[], value: unknown }>({ maxSize, sizeCalculation: (entry) => Math.max(1, sizeOf(entry.value)) })
+function keptResults (maxBytes: number, bytesOf: (value: unknown) => number, freeze: boolean, counted: (hit: boolean) => void): <T> (key: string, sources: readonly unknown[], compute: () => T | Promise<T>) => Promise<T> {
+  if (maxBytes === 0) return async (_key, _sources, compute) => compute()
+  const kept = new LRUCache<string, { sources: readonly unknown[], value: unknown }>({ maxSize: maxBytes, sizeCalculation: (entry) => Math.max(1, bytesOf(entry.value)) })
   return async <T> (key: string, sources: readonly unknown[], compute: () => T | Promise<T>): Promise<T> => {
     const found = kept.get(key)
     const hit = found !== undefined && found.sources.length === sources.length && found.sources.every((source, i) => source === sources[i])
@@ -193,12 +194,15 @@ function keptResults (maxSize: number, sizeOf: (value: unknown) => number, freez
 const DECODED_CONVERSATIONS = 5000
 const DECODED_PROFILES = 10_000
 const DECODED_MESSAGES = 20_000
-// How much of computed pages an instance keeps: the messages of history pages
-// (they share the decoded messages; what they add is their serialised text,
-// so as many as are kept decoded), and the conversations and members shown
-// by list pages (a list of large groups shows thousands of profiles).
-const KEPT_HISTORY_MESSAGES = DECODED_MESSAGES
-const KEPT_LIST_ENTRIES = 50_000
+// What a kept page costs, roughly: its objects and its serialised text (the
+// bound is KEPT_PAGES_MB, per kind of page).
+function historyPageBytes (page: { messages: MessageView[] }): number {
+  let bytes = 200
+  for (const m of page.messages) bytes += 800 + 4 * (m.text?.length ?? 0) + 600 * m.attachments.length + 100 * m.reactions.length + 30 * m.mentions.length
+  return bytes
+}
+const LIST_CONVERSATION_BYTES = 1500
+const LIST_MEMBER_BYTES = 600
 
 function toCached (doc: ConversationDoc): string {
   return JSON.stringify(doc)
@@ -226,11 +230,12 @@ export interface ComputedListPage<T> {
   profiles: Map<string, PublicUser>
   /** When the page stops being true by itself (a mute it shows ends), in ms since the epoch. */
   validUntil: number
-  /** How many conversations and members it shows, which bounds what an instance keeps. */
-  entries: number
+  /** How many conversations it shows, and how many members in all: what keeping it costs. */
+  conversations: number
+  members: number
 }
 
-interface KeptListPage { stamp: string, value: unknown, profileIds: string[], profiles: Array<PublicUser | undefined>, validUntil: number, entries: number }
+interface KeptListPage { stamp: string, value: unknown, profileIds: string[], profiles: Array<PublicUser | undefined>, validUntil: number, bytes: number }
 
 function profileViews (self: SelfUser): ProfileViews {
   const { email: _email, createdAt: _createdAt, ...profile } = self
@@ -252,6 +257,8 @@ export function createReadModel (deps: {
   onLookups?: (structure: string, hits: number, misses: number) => void
   /** Freeze the decoded values shared between requests (tests: a change to one throws). */
   freezeDecoded?: boolean
+  /** How much memory (estimated) kept history pages may take, and as much kept list pages; 0 keeps none. */
+  keptPagesBytes?: number
 }) {
   const { redis, db, ObjectId, toMessageView } = deps
   const counted = deps.onLookups ?? (() => {})
@@ -273,8 +280,9 @@ export function createReadModel (deps: {
     return { ...view, replyTo: view.replyTo ?? null, thread: view.thread ?? null, mentions: view.mentions ?? [] }
   })
 
-  const keptLists = new LRUCache<string, KeptListPage>({ maxSize: KEPT_LIST_ENTRIES, sizeCalculation: (page) => page.entries })
-  const keptHistoryPage = keptResults(KEPT_HISTORY_MESSAGES, (page) => (page as { messages: unknown[] }).messages.length, freeze, (hit) => counted('history_page', hit ? 1 : 0, hit ? 0 : 1))
+  const keptPagesBytes = deps.keptPagesBytes ?? 64 * 1024 * 1024
+  const keptLists = keptPagesBytes > 0 ? new LRUCache<string, KeptListPage>({ maxSize: keptPagesBytes, sizeCalculation: (page) => page.bytes }) : null
+  const keptHistoryPage = keptResults(keptPagesBytes, (page) => historyPageBytes(page as { messages: MessageView[] }), freeze, (hit) => counted('history_page', hit ? 1 : 0, hit ? 0 : 1))
   // Stamps are unique across instances and restarts: a Redis that lost a stamp never hands an old one out again.
   const stampPrefix = randomUUID()
   let stamps = 0
@@ -413,6 +421,7 @@ export function createReadModel (deps: {
    */
   async function keptListPage<T extends object> (userId: string, page: string, compute: () => Promise<ComputedListPage<T>>): Promise<T> {
     const key = `${userId}:${page}`
+    if (!keptLists) return (await compute()).value
     const found = keptLists.get(key)
     const [stamp, raws] = await Promise.all([
       r.get(keys.userListStamp(userId)),
@@ -431,7 +440,7 @@ export function createReadModel (deps: {
     }
     const computed = await compute()
     const value = freeze ? frozen(computed.value) : computed.value
-    keptLists.set(key, { stamp, value, profileIds: computed.profileIds, profiles: computed.profileIds.map((id) => computed.profiles.get(id)), validUntil: computed.validUntil, entries: Math.max(1, computed.entries) })
+    keptLists.set(key, { stamp, value, profileIds: computed.profileIds, profiles: computed.profileIds.map((id) => computed.profiles.get(id)), validUntil: computed.validUntil, bytes: 200 + computed.conversations * LIST_CONVERSATION_BYTES + computed.members * LIST_MEMBER_BYTES })
     return value
   }
 

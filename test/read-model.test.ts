@@ -141,6 +141,18 @@ t.test('pages kept by one instance are served again while nothing changed, and f
   t.same(await titles(), [null], 'and leaving it')
 })
 
+t.test('KEPT_PAGES_MB=0 keeps no pages and answers the same', async (t) => {
+  const app = await build(t, { KEPT_PAGES_MB: 0 })
+  const [ada, bob] = [await createUser(app), await createUser(app)]
+  const conversationId = await directConversation(app, ada, bob)
+  await app.messages.send(conversationId, ada.id, { clientMsgId: 'z1', text: 'not kept' })
+  t.not(await app.messages.history(conversationId, bob.id, { limit: 50 }), await app.messages.history(conversationId, bob.id, { limit: 50 }), 'history pages are built each time')
+  t.not(await app.conversations.list(bob.id, 20), await app.conversations.list(bob.id, 20), 'so are list pages')
+  const page = (await app.inject({ url: `/api/conversations/${conversationId}/messages`, headers: bob.auth })).json()
+  t.same(page.messages.map((m: { text: string }) => m.text), ['not kept'])
+  t.equal((await app.inject({ url: '/api/conversations', headers: bob.auth })).json().conversations[0].lastMessage.preview, 'not kept')
+})
+
 t.test('membership changes: joining shows the group, leaving hides it at once', async (t) => {
   const app = await build(t)
   const [ada, bob, cy] = [await createUser(app), await createUser(app), await createUser(app)]
