@@ -11,7 +11,9 @@
 // their update time), so a slow fill cannot overwrite a newer write. The
 // per-user conversation lists, which cannot be versioned as a whole, carry a
 // generation that every membership change bumps: a fill that started before
-// the change is discarded.
+// the change is discarded. Pages an instance keeps to answer again are checked
+// against the same copies (history pages) or a per-user stamp every write
+// replaces after it lands (list pages): see keptResults and keptListPage.
 import type { Collection, Db } from 'mongodb'
 import { randomUUID } from 'node:crypto'
 import { LRUCache } from 'lru-cache'
@@ -169,10 +171,11 @@ function decodedValues<T extends object> (max: number, freeze: boolean, decode: 
 
 /**
  * Results computed from read-model values (a history page), kept per key while
- * every value they came from is the very object this instance hands out now. Those objects stay the same exactly while Redis holds
- * the same text (decodedValues above), so a kept result is what computing it
- * again would give, and it is dropped as soon as one of its sources changes.
- * Sources are compared by identity (numbers and strings by value).
+ * every value they came from is the very object this instance hands out now.
+ * Those objects stay the same exactly while Redis holds the same text
+ * (decodedValues above), so a kept result is what computing it again would
+ * give, and it is dropped as soon as one of its sources changes. Sources are
+ * compared by identity (numbers and strings by value).
  */
 function keptResults (maxBytes: number, bytesOf: (value: unknown) => number, freeze: boolean, counted: (hit: boolean) => void): <T> (key: string, sources: readonly unknown[], compute: () => T | Promise<T>) => Promise<T> {
   if (maxBytes === 0) return async (_key, _sources, compute) => compute()
