@@ -416,7 +416,7 @@ export function createReadModel (deps: {
    * A page of the user's list, kept by this instance and answered again while
    * nothing it shows has changed: one GET of the user's list stamp, which
    * every write to their list, their conversations and their read states
-   * replaces after it lands, and one MGET of the members' profiles, compared
+   * replaces after it lands, and the members' profiles (one MGET), compared
    * as the objects decoded from them (profiles change without touching lists).
    * A kept page also ends at the first mute it shows running out. Without a
    * stamp (new user, emptied Redis) one is set, and that page is not kept: the
@@ -426,15 +426,12 @@ export function createReadModel (deps: {
     const key = `${userId}:${page}`
     if (!keptLists) return (await compute()).value
     const found = keptLists.get(key)
-    const [stamp, raws] = await Promise.all([
+    const [stamp, profilesNow] = await Promise.all([
       r.get(keys.userListStamp(userId)),
-      found ? getMany(r, found.profileIds.map(keys.profile)) : Promise.resolve([])
+      found ? profileViewsOf(found.profileIds) : Promise.resolve(new Map<string, ProfileViews>())
     ])
     const hit = found !== undefined && stamp === found.stamp && Date.now() < found.validUntil &&
-      found.profileIds.every((id, i) => {
-        const raw = raws[i]
-        return raw ? decodedProfile(id, raw).public === found.profiles[i] : found.profiles[i] === undefined
-      })
+      found.profileIds.every((id, i) => profilesNow.get(id)?.public === found.profiles[i])
     counted('list_page', hit ? 1 : 0, hit ? 0 : 1)
     if (hit) return found.value as T
     if (stamp === null) {
