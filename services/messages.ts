@@ -16,7 +16,7 @@
 // its two writes, or the copy was lost) is repaired from the messages
 // themselves and the send retried, never stored twice.
 import { createHash } from 'node:crypto'
-import { MongoBulkWriteError, ObjectId, type Collection, type Db } from 'mongodb'
+import { ObjectId, type Collection, type Db } from 'mongodb'
 import escapeStringRegexp from 'escape-string-regexp'
 import createError from '@fastify/error'
 import { isDuplicateKey, parseObjectId } from './users.js'
@@ -28,6 +28,7 @@ import type { Message } from '../schemas/chat.js'
 import type { Publish } from './events.js'
 import { Busy, type ConversationLock } from './conversation-lock.js'
 import type { ConversationActivity } from './conversation-activity.js'
+import { createGroupInsert } from './group-insert.js'
 
 export { Busy }
 
@@ -325,20 +326,12 @@ export function createMessageService (deps: {
     }
   }
 
-  /** Inserts in order; how many were stored before the first duplicate key (other errors are thrown). */
-  async function insertInOrder (docs: MessageDoc[]): Promise<number> {
-    try {
-      if (docs.length === 1) await messages.insertOne(docs[0]!)
-      else await messages.insertMany(docs, { ordered: true })
-      return docs.length
-    } catch (err) {
-      if (!isDuplicateKey(err)) throw err
-      if (!(err instanceof MongoBulkWriteError)) return 0
-      const first = [err.writeErrors].flat()[0]
-      if (!first || first.code !== 11000) throw err
-      return first.index
-    }
-  }
+  /**
+   * Inserts in order; how many were stored before the first duplicate key
+   * (other errors are thrown). Turns of different conversations in flight
+   * together share one insert (see group-insert.ts).
+   */
+  const insertInOrder = createGroupInsert(messages)
 
   /**
    * The members named by `@username` in the text (never the sender; names of
