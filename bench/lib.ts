@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
@@ -66,6 +66,8 @@ export function startHello (): Promise<Started> {
 /** The real server (compiled build, embedded Redis + MongoDB-wire in a temp dir). */
 export async function startParley (extraEnv: NodeJS.ProcessEnv = {}): Promise<Started> {
   const cwd = await mkdtemp(join(tmpdir(), 'parley-bench-'))
+  // Reachable by the account an embedded PostgreSQL runs as (mkdtemp makes it its owner's alone).
+  await chmod(cwd, 0o711)
   const env: NodeJS.ProcessEnv = { ...process.env, PORT: '0', LOG_LEVEL: 'warn', NODE_ENV: 'development', ...extraEnv }
   // Its own embedded servers, unless told which to use (a second instance).
   if (!extraEnv.MONGODB_URI) delete env.MONGODB_URI
@@ -103,6 +105,11 @@ export function embeddedMongo (started: Started): string {
   const MONGODB_URI = /started (?:ferretdb|mongod) \(pid \d+\) at (mongodb:\/\/\S+),/.exec(started.output())?.[1]
   if (!MONGODB_URI) throw new Error('could not find the embedded MongoDB-wire server in the output')
   return MONGODB_URI
+}
+
+/** Which MongoDB-wire server an instance started (see scripts/embedded.ts mongoEngine). */
+export function embeddedEngine (started: Started): string {
+  return /started (?:ferretdb|mongod) \(pid \d+\) at mongodb:\/\/\S+, ([\w-]+), /.exec(started.output())?.[1] ?? 'unknown'
 }
 
 /** Resident memory of a process, in bytes (Linux). */

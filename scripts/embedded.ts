@@ -4,7 +4,7 @@
 // cleaning up, through a watchdog that outlives us by at most a second.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { access, constants, mkdir, mkdtemp, rm } from 'node:fs/promises'
+import { access, chmod, chown, constants, mkdir, mkdtemp, readdir, realpath, rm } from 'node:fs/promises'
 import { createServer, connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { delimiter, dirname, join, resolve } from 'node:path'
@@ -18,6 +18,8 @@ const installScript = [join(here, 'install-ferretdb.sh'), resolve(here, '..', '.
 
 export interface EmbeddedServer {
   name: string
+  /** For a MongoDB-wire server: which one (see mongoEngine). */
+  engine?: MongoEngine
   url: string
   port: number
   pid: number
@@ -176,8 +178,8 @@ function tcpProbe (port: number, payload: string | undefined, expect: string | u
   })
 }
 
-function startProcess (name: string, command: string, args: string[], port: number, url: string, ready: () => Promise<boolean>, timeoutMs: number): Promise<EmbeddedServer> {
-  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+function startProcess (name: string, command: string, args: string[], port: number, url: string, ready: () => Promise<boolean>, timeoutMs: number, spawnAs: { uid?: number, gid?: number, cwd?: string } = {}): Promise<EmbeddedServer> {
+  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], ...spawnAs })
   let output = ''
   const collect = (chunk: Buffer): void => { output = (output + chunk.toString()).slice(-8000) }
   child.stdout?.on('data', collect)
@@ -294,30 +296,147 @@ export interface MongoOptions {
   dataDir: string
   port?: number
   log?: Log
+  /** Which server to start (default: EMBEDDED_MONGO, else see mongoEngine). */
+  engine?: MongoEngine
 }
 
-export async function startMongo ({ dataDir, port: wantedPort, log = () => {} }: MongoOptions): Promise<EmbeddedServer> {
+/** The MongoDB-wire servers this file can start. */
+export const mongoEngines = ['mongod', 'ferretdb-postgresql', 'ferretdb-sqlite'] as const
+export type MongoEngine = typeof mongoEngines[number]
+
+/** The PostgreSQL server programs (initdb, postgres): on PATH, else Debian's versioned folder, newest first. */
+async function postgresBinDir (): Promise<string | undefined> {
+  const onPath = await which('initdb')
+  if (onPath && await which('postgres')) return dirname(await realpath(onPath))
+  const versions = await readdir('/usr/lib/postgresql').catch(() => [] as string[])
+  for (const version of versions.sort((a, b) => Number(b) - Number(a))) {
+    const dir = join('/usr/lib/postgresql', version, 'bin')
+    if (await isExecutable(join(dir, 'initdb')) && await isExecutable(join(dir, 'postgres'))) return dir
+  }
+  return undefined
+}
+
+/**
+ * The server `startMongo` runs: EMBEDDED_MONGO when set; else mongod when
+ * installed; else FerretDB 1.24, on PostgreSQL when its server programs are
+ * installed (Debian's `postgresql`), otherwise on SQLite. A data folder that
+ * already holds one FerretDB backend's files keeps that backend, so an
+ * upgrade never leaves `npm start`'s data behind.
+ */
+export async function mongoEngine (dataDir?: string, env: NodeJS.ProcessEnv = process.env): Promise<MongoEngine> {
+  const wanted = env.EMBEDDED_MONGO
+  if (wanted) {
+    if (!(mongoEngines as readonly string[]).includes(wanted)) throw new Error(`EMBEDDED_MONGO must be one of ${mongoEngines.join(', ')} (got ${wanted})`)
+    return wanted as MongoEngine
+  }
+  if (await which('mongod')) return 'mongod'
+  const holds = async (folder: string): Promise<boolean> => dataDir !== undefined && await access(join(dataDir, folder)).then(() => true, () => false)
+  if (await holds('ferretdb') && !await holds('postgres')) return 'ferretdb-sqlite'
+  if (!await postgresBinDir()) return 'ferretdb-sqlite'
+  return dataDir === undefined || await postgresCanReach(join(dataDir, 'postgres')) ? 'ferretdb-postgresql' : 'ferretdb-sqlite'
+}
+
+/** Whether the account PostgreSQL runs as can get to `dir` (it need only pass through the folders above it). */
+async function postgresCanReach (dir: string): Promise<boolean> {
+  const account = postgresAccount()
+  if (!account) return true
+  let existing = resolve(dir)
+  while (!await access(existing).then(() => true, () => false)) existing = dirname(existing)
+  return spawnSync('test', ['-x', existing], { uid: account.uid, gid: account.gid }).status === 0
+}
+
+/** The account PostgreSQL runs as: it refuses to run as root. */
+function postgresAccount (): { uid: number, gid: number } | undefined {
+  if (process.getuid?.() !== 0) return undefined
+  for (const name of ['postgres', 'nobody']) {
+    const uid = spawnSync('id', ['-u', name], { encoding: 'utf8' })
+    const gid = spawnSync('id', ['-g', name], { encoding: 'utf8' })
+    if (uid.status === 0 && gid.status === 0) return { uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) }
+  }
+  throw new Error('PostgreSQL refuses to run as root and there is no postgres or nobody account to run it as; set EMBEDDED_MONGO=ferretdb-sqlite')
+}
+
+function socketProbe (path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ path })
+    const done = (ok: boolean): void => { socket.destroy(); resolve(ok) }
+    socket.setTimeout(1000, () => done(false))
+    socket.on('error', () => done(false))
+    socket.on('connect', () => done(true))
+  })
+}
+
+/**
+ * A PostgreSQL server for FerretDB: its cluster in `<dataDir>/postgres`
+ * (created on first start), listening only on a Unix socket in a fresh
+ * folder of its own. Durable as configured by default (fsync, synchronous commits).
+ */
+async function startPostgres (dataDirGiven: string, log: Log): Promise<EmbeddedServer & { socketDir: string }> {
+  const dataDir = resolve(dataDirGiven)
+  const bin = await postgresBinDir()
+  if (!bin) throw new Error('PostgreSQL is not installed (Debian/Ubuntu: `sudo apt-get install postgresql`); set EMBEDDED_MONGO=ferretdb-sqlite to use SQLite')
+  const account = postgresAccount()
+  const asAccount = account ? { uid: account.uid, gid: account.gid } : {}
+  const cluster = join(dataDir, 'postgres')
+  if (!await postgresCanReach(cluster)) throw new Error(`PostgreSQL runs as uid ${account?.uid} and cannot reach ${cluster}; set EMBEDDED_MONGO=ferretdb-sqlite or use a data folder it can reach`)
+  if (!await access(join(cluster, 'PG_VERSION')).then(() => true, () => false)) {
+    await mkdir(cluster, { recursive: true })
+    if (account) await chown(cluster, account.uid, account.gid)
+    log(`creating a PostgreSQL cluster in ${cluster}`)
+    const init = spawnSync(join(bin, 'initdb'), ['-D', cluster, '-U', 'parley', '--auth=trust', '-E', 'UTF8', '--locale=C'], { encoding: 'utf8', cwd: cluster, ...asAccount })
+    if (init.status !== 0) throw new Error(`initdb failed:\n${init.stdout}${init.stderr}`)
+  }
+  // A short path of its own: a Unix socket's path is limited to ~100 bytes.
+  const socketDir = await mkdtemp(join(tmpdir(), 'parley-pg-'))
+  const removeSocketDir = (): Promise<void> => rm(socketDir, { recursive: true, force: true })
+  try {
+    if (account) await chown(socketDir, account.uid, account.gid)
+    const server = await startProcess('postgres', join(bin, 'postgres'), [
+      '-D', cluster, '-k', socketDir, '-c', 'listen_addresses=', '-c', 'max_connections=200'
+    ], 0, `postgres://parley@/postgres?host=${socketDir}`, () => socketProbe(join(socketDir, '.s.PGSQL.5432')), 30000, { ...asAccount, cwd: cluster })
+    return { ...server, stop: async () => { await server.stop(); await removeSocketDir() }, socketDir }
+  } catch (err) {
+    await removeSocketDir()
+    throw err
+  }
+}
+
+export async function startMongo ({ dataDir, port: wantedPort, log = () => {}, engine: wantedEngine }: MongoOptions): Promise<EmbeddedServer> {
   const port = wantedPort ?? await freePort()
   const url = `mongodb://127.0.0.1:${port}/`
-  const mongod = await which('mongod')
-  if (mongod) {
+  const engine = wantedEngine ?? await mongoEngine(dataDir)
+  if (engine === 'mongod') {
+    const mongod = await which('mongod')
+    if (!mongod) throw new Error('EMBEDDED_MONGO=mongod, but mongod is not installed')
     const dbPath = join(dataDir, 'mongod')
     await mkdir(dbPath, { recursive: true })
     return startProcess('mongod', mongod, ['--port', String(port), '--bind_ip', '127.0.0.1', '--dbpath', dbPath, '--quiet'],
       port, url, () => tcpProbe(port, undefined, undefined), 60000)
   }
   const ferretdb = await ensureFerretDb(log)
-  const sqliteDir = join(dataDir, 'ferretdb')
   const stateDir = join(dataDir, 'ferretdb-state')
-  await mkdir(sqliteDir, { recursive: true })
   await mkdir(stateDir, { recursive: true })
-  // WAL with synchronous=NORMAL: a crash of any process loses nothing; only an
-  // OS crash or power cut could lose the last commits. This is the laptop and
-  // test server; production runs MongoDB with its own journal.
-  return startProcess('ferretdb', ferretdb, [
-    '--handler=sqlite', `--sqlite-url=file:${sqliteDir}/?_pragma=synchronous(normal)`, `--state-dir=${stateDir}`,
-    `--listen-addr=127.0.0.1:${port}`, '--telemetry=disable', '--debug-addr=-', '--log-level=warn'
-  ], port, url, () => tcpProbe(port, undefined, undefined), 30000)
+  const common = [`--state-dir=${stateDir}`, `--listen-addr=127.0.0.1:${port}`, '--telemetry=disable', '--debug-addr=-', '--log-level=warn']
+  if (engine === 'ferretdb-sqlite') {
+    const sqliteDir = join(dataDir, 'ferretdb')
+    await mkdir(sqliteDir, { recursive: true })
+    // WAL with synchronous=NORMAL: a crash of any process loses nothing; only an
+    // OS crash or power cut could lose the last commits. This is the laptop and
+    // test server; production runs MongoDB with its own journal.
+    const server = await startProcess('ferretdb', ferretdb, ['--handler=sqlite', `--sqlite-url=file:${sqliteDir}/?_pragma=synchronous(normal)`, ...common],
+      port, url, () => tcpProbe(port, undefined, undefined), 30000)
+    return { ...server, engine }
+  }
+  const postgres = await startPostgres(dataDir, log)
+  try {
+    const server = await startProcess('ferretdb', ferretdb, ['--handler=postgresql', `--postgresql-url=${postgres.url}`, ...common],
+      port, url, () => tcpProbe(port, undefined, undefined), 30000)
+    // FerretDB first: PostgreSQL then shuts down with no client left.
+    return { ...server, engine, stop: async () => { await server.stop(); await postgres.stop() } }
+  } catch (err) {
+    await postgres.stop()
+    throw err
+  }
 }
 
 export interface EmbeddedEnvironment {
@@ -335,6 +454,8 @@ export interface EmbeddedEnvironment {
 export async function provideServers (env: NodeJS.ProcessEnv, { persistentDir, log = () => {} }: { persistentDir?: string, log?: Log } = {}): Promise<EmbeddedEnvironment> {
   const servers: EmbeddedServer[] = []
   const baseDir = persistentDir ?? await mkdtemp(join(tmpdir(), 'parley-'))
+  // mkdtemp makes a folder only its owner may enter; an embedded PostgreSQL runs as an account of its own.
+  if (!persistentDir) await chmod(baseDir, 0o711)
   const stop = async (): Promise<void> => {
     await Promise.allSettled(servers.map((s) => s.stop()))
     if (!persistentDir) await rm(baseDir, { recursive: true, force: true })
@@ -358,7 +479,7 @@ export async function provideServers (env: NodeJS.ProcessEnv, { persistentDir, l
     }
     const redis = redisResult.status === 'fulfilled' ? redisResult.value : undefined
     const mongo = mongoResult.status === 'fulfilled' ? mongoResult.value : undefined
-    for (const server of servers) log(`started ${server.name} (pid ${server.pid}) at ${server.url}, data in ${baseDir}`)
+    for (const server of servers) log(`started ${server.name} (pid ${server.pid}) at ${server.url}, ${server.engine ? `${server.engine}, ` : ''}data in ${baseDir}`)
     if (servers.length > 0) log(`embedded servers ready in ${Date.now() - started} ms`)
     redisUrl ??= redis!.url
     mongoUri ??= mongo!.url

@@ -5,12 +5,18 @@
 // Two passes: the whole suite on a single Redis, then every file that uses the
 // shared Redis again on a local Redis Cluster (3 primaries, 3 replicas) started
 // from the same redis-server binary. TEST_REDIS=single or =cluster runs one pass.
+// The first pass runs on the embedded default (FerretDB 1.24 on PostgreSQL
+// where PostgreSQL is installed); the cluster pass on FerretDB 1.24 on SQLite,
+// so both backends guard the MongoDB 7 / FerretDB common subset. A configured
+// MONGODB_URI serves both.
 import { spawn } from 'node:child_process'
 import { readdirSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { buildWebApp } from './build-web.js'
-import { ensureChromium, provideServers, startRedisCluster } from './embedded.js'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { ensureChromium, provideServers, startMongo, startRedisCluster, type EmbeddedServer } from './embedded.js'
 
 const say = (message: string): void => { console.log(`[test] ${message}`) }
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
@@ -65,18 +71,28 @@ async function tap (tapArgs: string[], env: NodeJS.ProcessEnv): Promise<{ code: 
 await buildWebApp()
 const CHROMIUM_PATH = await ensureChromium(say)
 const servers = await provideServers(process.env, { log: say })
+// The MongoDB-wire server started here, if one was (none when MONGODB_URI is configured).
+const firstEngine = servers.servers.find((server) => server.engine !== undefined)?.engine
 const results: Array<{ pass: string, code: number, summary?: Summary }> = []
 try {
   if (mode !== 'cluster') {
-    results.push({ pass: 'single Redis', ...await tap(args, { MONGODB_URI: servers.MONGODB_URI, REDIS_URL: servers.REDIS_URL, REDIS_CLUSTER_NODES: '' }) })
+    results.push({ pass: `single Redis${firstEngine ? `, ${firstEngine}` : ''}`, ...await tap(args, { MONGODB_URI: servers.MONGODB_URI, REDIS_URL: servers.REDIS_URL, REDIS_CLUSTER_NODES: '' }) })
   }
   if (mode !== 'single' && clusterFiles.length > 0) {
     say(`cluster pass: ${clusterFiles.length} files on a local Redis Cluster`)
     const cluster = await startRedisCluster({ log: say })
+    const sqliteDir = firstEngine !== undefined && firstEngine !== 'ferretdb-sqlite' ? await mkdtemp(join(tmpdir(), 'parley-sqlite-')) : undefined
+    let sqlite: EmbeddedServer | undefined
     try {
+      if (sqliteDir) {
+        sqlite = await startMongo({ dataDir: sqliteDir, engine: 'ferretdb-sqlite', log: say })
+        say(`cluster pass on ferretdb-sqlite at ${sqlite.url}`)
+      }
       // tap keeps one coverage report per run: the second pass would replace the first one's.
-      results.push({ pass: 'Redis Cluster', ...await tap([...options, '--disable-coverage', ...clusterFiles], { MONGODB_URI: servers.MONGODB_URI, REDIS_URL: `redis://${cluster.nodes.split(',')[0]}`, REDIS_CLUSTER_NODES: cluster.nodes }) })
+      results.push({ pass: `Redis Cluster${sqlite ? ', ferretdb-sqlite' : firstEngine ? `, ${firstEngine}` : ''}`, ...await tap([...options, '--disable-coverage', ...clusterFiles], { MONGODB_URI: sqlite?.url ?? servers.MONGODB_URI, REDIS_URL: `redis://${cluster.nodes.split(',')[0]}`, REDIS_CLUSTER_NODES: cluster.nodes }) })
     } finally {
+      await sqlite?.stop()
+      if (sqliteDir) await rm(sqliteDir, { recursive: true, force: true })
       await cluster.stop()
     }
   }
