@@ -10,7 +10,7 @@ import type { UserDoc } from '../services/users.js'
 import type { ConversationDoc, MembershipDoc } from '../services/conversations.js'
 import { messageIdFor, toMessageView, type MessageDoc } from '../services/messages.js'
 import { MESSAGE_WINDOW } from '../services/read-model.js'
-import { connections, embeddedUrls, measure, ratio, startHello, startParley, type Started } from './lib.js'
+import { connections, embeddedEngine, embeddedUrls, measure, ratio, startHello, startParley, type Started } from './lib.js'
 import { bootCounting } from './round-trips.js'
 
 const USERS = Number(process.env.BENCH_USERS ?? 1000)
@@ -20,6 +20,9 @@ const SIGNED_IN = 50
 // BENCH_CHAT_SENDS=0: reads only, for the data-size runs (each send run also waits up to 5 minutes for its writes behind).
 const SENDS = process.env.BENCH_CHAT_SENDS !== '0'
 const PASSWORD = 'bench password 1'
+// The goals are stated at 10 connections; BENCH_CONNECTIONS overrides.
+const CONNECTIONS = process.env.BENCH_CONNECTIONS ? connections : 10
+const load = (opts: Parameters<typeof measure>[0]): ReturnType<typeof measure> => measure({ connections: CONNECTIONS, ...opts })
 
 interface Seeded {
   users: UserDoc[]
@@ -122,7 +125,7 @@ async function behind (urls: string[], run: () => Promise<Measure>): Promise<Mea
 
 /** The same load on several instances at once (one autocannon each): summed throughput, worst latency. */
 async function measureAcross (urls: string[], requests: (url: string) => Parameters<typeof measure>[0]): Promise<Measure> {
-  const results = await Promise.all(urls.map((url) => measure({ ...requests(url), connections: Math.max(1, Math.round(connections / urls.length)) })))
+  const results = await Promise.all(urls.map((url) => load({ ...requests(url), connections: Math.max(1, Math.round(CONNECTIONS / urls.length)) })))
   return {
     requestsPerSecond: results.reduce((n, r) => n + r.requestsPerSecond, 0),
     latencyP50Ms: Math.max(...results.map((r) => r.latencyP50Ms)),
@@ -180,10 +183,10 @@ export async function chatScenario (): Promise<Record<string, unknown>> {
     })
     const anyConversation = (user: { userId: string }): string => pick(conversationsByUser.get(user.userId)!)
 
-    const baseline = await measure({ url: hello.url })
-    const me = await measure({ url: parley.url, requests: [{ method: 'GET', path: '/api/auth/me', setupRequest: (req) => ({ ...req, headers: auth(pick(signedIn).token) }) }] })
-    const list = await measure({ url: parley.url, requests: [{ method: 'GET', path: '/api/conversations?limit=20', setupRequest: (req) => ({ ...req, headers: auth(pick(signedIn).token) }) }] })
-    const history = await measure({
+    const baseline = await load({ url: hello.url })
+    const me = await load({ url: parley.url, requests: [{ method: 'GET', path: '/api/auth/me', setupRequest: (req) => ({ ...req, headers: auth(pick(signedIn).token) }) }] })
+    const list = await load({ url: parley.url, requests: [{ method: 'GET', path: '/api/conversations?limit=20', setupRequest: (req) => ({ ...req, headers: auth(pick(signedIn).token) }) }] })
+    const history = await load({
       url: parley.url,
       requests: [{ method: 'GET', path: '/', setupRequest: (req) => { const user = pick(signedIn); return { ...req, path: `/api/conversations/${anyConversation(user)}/messages?limit=50`, headers: auth(user.token) } } }]
     })
@@ -191,7 +194,7 @@ export async function chatScenario (): Promise<Record<string, unknown>> {
     // reports how many were still waiting when it ended and how long the
     // database took to catch up, which is waited out before the next one.
     const instances = [parley.url, second.url]
-    const sendOne = SENDS ? await behind(instances, () => measure({ url: parley.url, requests: [sendRequest(anyConversation)] })) : null
+    const sendOne = SENDS ? await behind(instances, () => load({ url: parley.url, requests: [sendRequest(anyConversation)] })) : null
     const sendTwo = SENDS ? await behind(instances, () => measureAcross(instances, (url) => ({ url, requests: [sendRequest(anyConversation)] }))) : null
     const sendHot = SENDS ? await behind(instances, () => measureAcross(instances, (url) => ({ url, requests: [sendRequest(() => hot)] }))) : null
 
@@ -212,6 +215,8 @@ export async function chatScenario (): Promise<Record<string, unknown>> {
 
     const row = (name: string, m: Measure | null) => m === null ? { name, skipped: 'BENCH_CHAT_SENDS=0' } : { name, ...m, ratio: ratio(m.requestsPerSecond, baseline.requestsPerSecond) }
     return {
+      connections: CONNECTIONS,
+      database: embeddedEngine(parley),
       dataSet: { users: USERS, conversations: CONVERSATIONS, messages: Math.floor(MESSAGES / CONVERSATIONS) * CONVERSATIONS, seedSeconds, readModelPrimeSeconds: primeSeconds },
       baseline: { name: 'bare Fastify hello-world', ...baseline },
       me: row('GET /api/auth/me', me),
