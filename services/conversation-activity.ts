@@ -28,7 +28,11 @@ export function createConversationActivity (deps: {
   conversations: Collection<ConversationDoc>
   /** How long a conversation's first change waits for later ones to join its write. */
   delayMs?: number
-  /** Bulk writes in flight at once (few: the fewer in flight, the more later changes coalesce). */
+  /**
+   * Bulk writes in flight at once. One: the fewer in flight, the more later
+   * changes coalesce, and the less of the database the writes behind take
+   * from the sends (on MongoDB one in flight is thousands of updates a second).
+   */
   concurrency?: number
   /**
    * Conversations in one bulk write. Few: FerretDB 1.24 holds one of its 100
@@ -42,7 +46,7 @@ export function createConversationActivity (deps: {
 }) {
   const { conversations } = deps
   const delayMs = deps.delayMs ?? 1000
-  const concurrency = deps.concurrency ?? 2
+  const concurrency = deps.concurrency ?? 1
   const batchSize = deps.batchSize ?? 8
   const maxPending = deps.maxPending ?? 5000
   /** The newest state not yet sent to the database, per conversation. */
