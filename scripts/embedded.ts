@@ -369,9 +369,12 @@ function socketProbe (path: string): Promise<boolean> {
 /**
  * A PostgreSQL server for FerretDB: its cluster in `<dataDir>/postgres`
  * (created on first start), listening only on a Unix socket in a fresh
- * folder of its own. Durable as configured by default (fsync, synchronous commits).
+ * folder of its own, which only its account (and root) may enter: that is
+ * what makes `trust` authentication safe here. Durable as PostgreSQL is by
+ * default (fsync, synchronous commits): an acknowledged message survives a
+ * crash of any process.
  */
-async function startPostgres (dataDirGiven: string, log: Log): Promise<EmbeddedServer & { socketDir: string }> {
+async function startPostgres (dataDirGiven: string, log: Log): Promise<EmbeddedServer> {
   const dataDir = resolve(dataDirGiven)
   const bin = await postgresBinDir()
   if (!bin) throw new Error('PostgreSQL is not installed (Debian/Ubuntu: `sudo apt-get install postgresql`); set EMBEDDED_MONGO=ferretdb-sqlite to use SQLite')
@@ -394,7 +397,7 @@ async function startPostgres (dataDirGiven: string, log: Log): Promise<EmbeddedS
     const server = await startProcess('postgres', join(bin, 'postgres'), [
       '-D', cluster, '-k', socketDir, '-c', 'listen_addresses=', '-c', 'max_connections=200'
     ], 0, `postgres://parley@/postgres?host=${socketDir}`, () => socketProbe(join(socketDir, '.s.PGSQL.5432')), 30000, { ...asAccount, cwd: cluster })
-    return { ...server, stop: async () => { await server.stop(); await removeSocketDir() }, socketDir }
+    return { ...server, stop: async () => { await server.stop(); await removeSocketDir() } }
   } catch (err) {
     await removeSocketDir()
     throw err
@@ -410,8 +413,9 @@ export async function startMongo ({ dataDir, port: wantedPort, log = () => {}, e
     if (!mongod) throw new Error('EMBEDDED_MONGO=mongod, but mongod is not installed')
     const dbPath = join(dataDir, 'mongod')
     await mkdir(dbPath, { recursive: true })
-    return startProcess('mongod', mongod, ['--port', String(port), '--bind_ip', '127.0.0.1', '--dbpath', dbPath, '--quiet'],
+    const server = await startProcess('mongod', mongod, ['--port', String(port), '--bind_ip', '127.0.0.1', '--dbpath', dbPath, '--quiet'],
       port, url, () => tcpProbe(port, undefined, undefined), 60000)
+    return { ...server, engine }
   }
   const ferretdb = await ensureFerretDb(log)
   const stateDir = join(dataDir, 'ferretdb-state')
