@@ -21,7 +21,7 @@ const SIGNED_IN = 50
 const SENDS = process.env.BENCH_CHAT_SENDS !== '0'
 const PASSWORD = 'bench password 1'
 // The goals are stated at 10 connections; BENCH_CONNECTIONS overrides.
-const CONNECTIONS = process.env.BENCH_CONNECTIONS ? connections : 10
+export const CONNECTIONS = process.env.BENCH_CONNECTIONS ? connections : 10
 const load = (opts: Parameters<typeof measure>[0]): ReturnType<typeof measure> => measure({ connections: CONNECTIONS, ...opts })
 
 interface Seeded {

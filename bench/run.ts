@@ -3,7 +3,7 @@
 // Scenarios: http, auth, chat, ws, ws-idle (default: all). BENCH_DURATION (s) and BENCH_CONNECTIONS tune it.
 import { connections, duration, measure, ratio, startHello, startParley } from './lib.js'
 import { authScenario } from './auth.js'
-import { chatScenario } from './chat.js'
+import { CONNECTIONS as chatConnections, chatScenario } from './chat.js'
 import { wsIdleScenario, wsScenario } from './ws.js'
 
 type Scenario = () => Promise<Record<string, unknown>>
@@ -42,7 +42,7 @@ for (const name of names) {
     console.error(`unknown scenario "${name}"; known: ${Object.keys(scenarios).join(', ')}`)
     process.exit(2)
   }
-  console.error(`[bench] ${name}: ${duration}s per target, ${connections} connections`)
+  console.error(`[bench] ${name}: ${duration}s per target, ${name === 'chat' ? chatConnections : connections} connections`)
   results[name] = await scenario()
 }
 console.log(JSON.stringify({ date: new Date().toISOString(), node: process.version, duration, connections, results }, null, 2))
