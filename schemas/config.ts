@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { isIP } from 'node:net'
+import { getHeapStatistics } from 'node:v8'
 import { Type, type Static } from '@sinclair/typebox'
 import envSchema from 'env-schema'
 import { MAX_INT } from './common.js'
@@ -52,7 +53,7 @@ export const ConfigSchema = Type.Object({
   MESSAGE_MAX_LENGTH: Type.Integer({ default: 4000, minimum: 1, maximum: 100000, description: 'Characters per message text' }),
   MESSAGE_MAX_ATTACHMENTS: Type.Integer({ default: 10, minimum: 0, maximum: 100 }),
   GROUP_MAX_MEMBERS: Type.Integer({ default: 256, minimum: 2, maximum: 10000 }),
-  KEPT_PAGES_MB: Type.Integer({ default: 64, minimum: 0, maximum: 65536, description: 'Memory (estimated) an instance gives to the history pages it keeps to answer again, and as much to list pages; 0 keeps none' }),
+  KEPT_PAGES_MB: Type.Optional(Type.Integer({ minimum: 0, maximum: 65536, description: 'Memory (estimated) an instance gives to the history pages it keeps to answer again, and as much to list pages; 0 keeps none. Default: 1/32 of the V8 heap limit (so both kinds together take at most 1/16 of it)' })),
   CONVERSATION_WRITE_DELAY_MS: Type.Integer({ default: 1000, minimum: 0, maximum: 60000, description: 'How long a conversation\'s new activity waits before it is written to the database, so that the changes of that window are one write' }),
   WS_MAX_CONNECTIONS_PER_USER: Type.Integer({ default: 20, minimum: 1, maximum: 1000 }),
   WS_RATE_PER_SECOND: Type.Number({ default: 20, minimum: 0.1, description: 'Frames a connection may send per second (sustained)' }),
@@ -81,10 +82,11 @@ export const ConfigSchema = Type.Object({
 export type Config = Static<typeof ConfigSchema>
 
 // What the app actually runs with: secrets are always present, lists parsed.
-export interface ResolvedConfig extends Omit<Config, 'JWT_SECRET' | 'HASH_SECRET' | 'COOKIE_SECURE'> {
+export interface ResolvedConfig extends Omit<Config, 'JWT_SECRET' | 'HASH_SECRET' | 'COOKIE_SECURE' | 'KEPT_PAGES_MB'> {
   JWT_SECRET: string
   HASH_SECRET: string
   COOKIE_SECURE: boolean
+  KEPT_PAGES_MB: number
   corsOrigins: string[]
   /** Seed nodes of the Redis Cluster (host:port), empty for a single Redis. */
   redisClusterNodes: string[]
@@ -173,6 +175,8 @@ export function loadConfig (overrides: ConfigInput = {}, env: NodeJS.ProcessEnv 
     JWT_SECRET: config.JWT_SECRET ?? randomBytes(32).toString('base64url'),
     HASH_SECRET: config.HASH_SECRET ?? randomBytes(32).toString('base64url'),
     COOKIE_SECURE: config.COOKIE_SECURE ?? production,
+    // Sized from this process's heap: ~129 MB per kind with Node's default limit on a 24 GB machine, ~17 MB at --max-old-space-size=512.
+    KEPT_PAGES_MB: config.KEPT_PAGES_MB ?? Math.floor(getHeapStatistics().heap_size_limit / 32 / 2 ** 20),
     corsOrigins,
     outboundAllowedAddresses,
     secretsGenerated: config.JWT_SECRET === undefined || config.HASH_SECRET === undefined

@@ -1,3 +1,4 @@
+import { getHeapStatistics } from 'node:v8'
 import t from 'tap'
 import { buildApp } from '../app.js'
 import { loadConfig } from '../schemas/config.js'
@@ -11,6 +12,13 @@ t.test('defaults apply and the type is derived from the schema', async (t) => {
   t.equal(config.COOKIE_SECURE, false)
   t.ok(config.JWT_SECRET.length >= 32, 'a development secret is generated')
   t.same(config.corsOrigins, [])
+})
+
+t.test('kept pages default to 1/32 of the heap limit each; a configured size wins', async (t) => {
+  t.equal(loadConfig(base, {}).KEPT_PAGES_MB, Math.floor(getHeapStatistics().heap_size_limit / 32 / 2 ** 20))
+  t.equal(loadConfig({ ...base, KEPT_PAGES_MB: '0' }, {}).KEPT_PAGES_MB, 0)
+  t.equal(loadConfig(base, { KEPT_PAGES_MB: '256' }).KEPT_PAGES_MB, 256)
+  t.throws(() => loadConfig(base, { KEPT_PAGES_MB: '-1' }), /KEPT_PAGES_MB/)
 })
 
 t.test('environment strings are coerced and validated', async (t) => {
