@@ -1,6 +1,7 @@
 // A TCP relay in front of an app instance that plays the load balancer and
 // the network: it can send new connections to another instance, cut every
-// open connection, or refuse new ones (the client is offline).
+// open connection, refuse new ones (the client is offline), or lose what the
+// server sends (a reply that never arrives).
 import { once } from 'node:events'
 import { createServer, connect as tcpConnect, type Socket } from 'node:net'
 
@@ -9,12 +10,15 @@ export interface Relay {
   target: (port: number) => void
   cut: () => void
   refuse: (refusing: boolean) => void
+  /** While set, what the server sends is dropped on the way (requests still arrive). */
+  loseReplies: (losing: boolean) => void
   close: () => Promise<void>
 }
 
 export async function relay (port: number): Promise<Relay> {
   let targetPort = port
   let refusing = false
+  let losingReplies = false
   const open = new Set<Socket>()
   const server = createServer((client) => {
     if (refusing) { client.destroy(); return }
@@ -23,7 +27,8 @@ export async function relay (port: number): Promise<Relay> {
     const drop = (): void => { client.destroy(); upstream.destroy(); open.delete(client); open.delete(upstream) }
     client.on('error', drop).on('close', drop)
     upstream.on('error', drop).on('close', drop)
-    client.pipe(upstream).pipe(client)
+    client.pipe(upstream)
+    upstream.on('data', (chunk: Buffer) => { if (!losingReplies) client.write(chunk) })
   })
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')
@@ -33,6 +38,7 @@ export async function relay (port: number): Promise<Relay> {
     target: (p) => { targetPort = p },
     cut,
     refuse: (value) => { refusing = value },
+    loseReplies: (value) => { losingReplies = value },
     close: async () => { cut(); server.close(); await once(server, 'close') }
   }
 }

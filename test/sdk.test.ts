@@ -186,16 +186,22 @@ t.test('outbox: sent while offline, or with the acknowledgement cut off, stored 
   const stored = await offline
   t.equal(stored.text, 'written offline')
 
-  // The send reaches the server but the connection dies before the ack: the
-  // SDK sends it again with the same clientMsgId after reconnecting.
+  // The send reaches the server, is stored, but its ack never arrives and the
+  // connection dies: the SDK sends it again with the same clientMsgId after
+  // reconnecting. (The ack is dropped on the way, not raced against a cut.)
+  const texts = async (): Promise<string[]> => ((await app.inject({ url: `/api/conversations/${conversationId}/messages`, headers: bob.auth })).json().messages as MessageView[]).map((m) => m.text ?? '')
+  lb.loseReplies(true)
   const lost = client.realtime.send({ conversationId, text: 'ack lost', clientMsgId: 'ack-lost-1' })
-  await new Promise((resolve) => setTimeout(resolve, 5)) // on the wire
+  for (let waited = 0; !(await texts()).includes('ack lost'); waited += 20) {
+    if (waited > 5000) throw new Error('timed out waiting for the send to be stored')
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
   lb.cut()
+  lb.loseReplies(false)
   const again = await lost
   t.equal(again.clientMsgId, 'ack-lost-1')
 
-  const history = (await app.inject({ url: `/api/conversations/${conversationId}/messages`, headers: bob.auth })).json().messages as MessageView[]
-  t.same(history.map((m) => m.text), ['written offline', 'ack lost'], 'each stored once')
+  t.same(await texts(), ['written offline', 'ack lost'], 'each stored once')
   t.ok(states.filter((s) => s === 'reconnecting').length >= 2)
   client.realtime.close()
 })
