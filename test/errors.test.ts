@@ -1,5 +1,5 @@
 import t from 'tap'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { chmod, mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { build } from './helper.js'
@@ -75,6 +75,7 @@ t.test('every framework error has the one shape and a stable code', async (t) =>
 
 t.test('a 5xx says nothing of its cause and carries the request id', async (t) => {
   const dataDir = await mkdtemp(join(tmpdir(), 'parley-mongo-'))
+  await chmod(dataDir, 0o711) // so the embedded default (PostgreSQL, under its own account) can run in it
   const mongo = await startMongo({ dataDir })
   t.teardown(async () => { await mongo.stop(); await rm(dataDir, { recursive: true, force: true }) })
   const app = await build(t, { MONGODB_URI: `${mongo.url}?serverSelectionTimeoutMS=300` })

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { build, testServers } from './helper.js'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { chmod, mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
@@ -52,6 +52,7 @@ t.test('ready turns 503 while Redis is down and back to 200 when it returns', as
 
 t.test('ready names MongoDB while it is down and recovers with it', async (t) => {
   const dataDir = await mkdtemp(join(tmpdir(), 'parley-mongo-'))
+  await chmod(dataDir, 0o711) // so the embedded default (PostgreSQL, under its own account) can run in it
   let mongo = await startMongo({ dataDir })
   t.teardown(async () => { await mongo.stop(); await rm(dataDir, { recursive: true, force: true }) })
   const app = await build(t, { MONGODB_URI: mongo.url })
