@@ -57,11 +57,10 @@ export function createGroupInsert<T extends Document> (collection: Collection<T>
       let offset = 0
       for (const waiting of batch) {
         const end = offset + waiting.docs.length
-        if (stop === undefined) waiting.reject(err)
-        else if (end <= stop.index) waiting.resolve(waiting.docs.length)
-        else if (offset <= stop.index) stop.duplicate ? waiting.resolve(stop.index - offset) : waiting.reject(err)
-        else if (stop.duplicate) untried.push(waiting)
-        else waiting.reject(err)
+        if (stop !== undefined && end <= stop.index) waiting.resolve(waiting.docs.length)
+        else if (stop === undefined || !stop.duplicate) waiting.reject(err)
+        else if (offset <= stop.index) waiting.resolve(stop.index - offset)
+        else untried.push(waiting)
         offset = end
       }
       queue = [...untried, ...queue]
