@@ -260,8 +260,8 @@ export function createReadModel (deps: {
   onLookups?: (structure: string, hits: number, misses: number) => void
   /** Freeze the decoded values shared between requests (tests: a change to one throws). */
   freezeDecoded?: boolean
-  /** How much memory (estimated) kept history pages may take, and as much kept list pages; 0 keeps none. */
-  keptPagesBytes?: number
+  /** How much memory (estimated) kept history pages may take, and as much kept list pages; 0 keeps none (KEPT_PAGES_MB). */
+  keptPagesBytes: number
 }) {
   const { redis, db, ObjectId, toMessageView } = deps
   const counted = deps.onLookups ?? (() => {})
@@ -283,7 +283,7 @@ export function createReadModel (deps: {
     return { ...view, replyTo: view.replyTo ?? null, thread: view.thread ?? null, mentions: view.mentions ?? [] }
   })
 
-  const keptPagesBytes = deps.keptPagesBytes ?? 64 * 1024 * 1024
+  const { keptPagesBytes } = deps
   const keptLists = keptPagesBytes > 0 ? new LRUCache<string, KeptListPage>({ maxSize: keptPagesBytes, sizeCalculation: (page) => page.bytes }) : null
   const keptHistoryPage = keptResults(keptPagesBytes, (page) => historyPageBytes(page as { messages: MessageView[] }), freeze, (hit) => counted('history_page', hit ? 1 : 0, hit ? 0 : 1))
   // Stamps are unique across instances and restarts: a Redis that lost a stamp never hands an old one out again.
