@@ -345,13 +345,15 @@ async function postgresCanReach (dir: string): Promise<boolean> {
   return spawnSync('test', ['-x', existing], { uid: account.uid, gid: account.gid }).status === 0
 }
 
-/** The account PostgreSQL runs as: it refuses to run as root. */
+/** The account PostgreSQL runs as: it refuses to run as root. Looked up once per process. */
+let postgresAccountFound: { uid: number, gid: number } | undefined | null = null
 function postgresAccount (): { uid: number, gid: number } | undefined {
-  if (process.getuid?.() !== 0) return undefined
+  if (postgresAccountFound !== null) return postgresAccountFound
+  if (process.getuid?.() !== 0) return (postgresAccountFound = undefined)
   for (const name of ['postgres', 'nobody']) {
     const uid = spawnSync('id', ['-u', name], { encoding: 'utf8' })
     const gid = spawnSync('id', ['-g', name], { encoding: 'utf8' })
-    if (uid.status === 0 && gid.status === 0) return { uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) }
+    if (uid.status === 0 && gid.status === 0) return (postgresAccountFound = { uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) })
   }
   throw new Error('PostgreSQL refuses to run as root and there is no postgres or nobody account to run it as; set EMBEDDED_MONGO=ferretdb-sqlite')
 }
