@@ -149,11 +149,15 @@ function watchdog (child: ChildProcess): ChildProcess {
 
 async function waitFor (check: () => Promise<boolean>, child: ChildProcess, name: string, output: () => string, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs
-  while (Date.now() < deadline) {
+  // Checks before it looks at the clock: a synchronous install of another
+  // server (apt-get, go build) can hold this event loop past the deadline
+  // while this one was ready all along.
+  for (;;) {
     if (child.exitCode !== null || child.signalCode !== null) {
       throw new Error(`${name} exited during start-up (code ${child.exitCode ?? child.signalCode}):\n${output()}`)
     }
     if (await check()) return
+    if (Date.now() >= deadline) break
     await new Promise((resolve) => setTimeout(resolve, 100))
   }
   child.kill('SIGKILL')
