@@ -20,6 +20,8 @@ export interface EmbeddedServer {
   name: string
   /** For a MongoDB-wire server: which one (see mongoEngine). */
   engine?: MongoEngine
+  /** For FerretDB on PostgreSQL: the PostgreSQL it stores in (a Unix socket; psql takes it as is). */
+  postgresUrl?: string
   url: string
   port: number
   pid: number
@@ -373,6 +375,63 @@ function socketProbe (path: string): Promise<boolean> {
 }
 
 /**
+ * FerretDB 1.24 hands an equality on a top-level field to PostgreSQL as
+ * `_jsonb -> $1 @> $2` (JSON containment, the key a parameter), and builds its
+ * indexes as b-trees on `_jsonb -> 'field'`, which cannot serve containment:
+ * every such query, `_id` lookups included, scanned the whole table. So, for
+ * each field FerretDB indexes first, this adds a GIN index on the same
+ * expression, which can — for indexes to come (an event trigger on FerretDB's
+ * CREATE INDEX) and for those already there. With the key a parameter, only a
+ * plan made for the actual values matches an expression index, hence
+ * `plan_cache_mode=force_custom_plan` on the server. Results are the same
+ * (PostgreSQL rechecks every row the index finds), FerretDB does not see these
+ * indexes, and dropping a collection drops them with its table.
+ */
+const CONTAINMENT_INDEXES_SQL = `
+CREATE OR REPLACE FUNCTION parley_containment_index(tbl regclass, expr text) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+  field text := substring(expr from '^\\(\\(_jsonb -> ''([^'']+)''::text\\)\\)$');
+  tbl_name text := (SELECT relname FROM pg_class WHERE oid = tbl);
+BEGIN
+  IF field IS NULL OR tbl_name LIKE '\\_ferretdb\\_%' THEN RETURN; END IF;
+  EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s USING gin ((_jsonb -> %L) jsonb_path_ops) WITH (fastupdate = off)',
+    'parley_gin_' || substr(md5(tbl::text || '|' || field), 1, 16), tbl, field);
+END $$;
+CREATE OR REPLACE FUNCTION parley_containment_indexes() RETURNS event_trigger LANGUAGE plpgsql AS $$
+DECLARE r record;
+BEGIN
+  FOR r IN SELECT i.indrelid::regclass AS tbl, pg_get_indexdef(i.indexrelid, 1, false) AS expr
+    FROM pg_event_trigger_ddl_commands() c
+    JOIN pg_index i ON i.indexrelid = c.objid
+    JOIN pg_class ic ON ic.oid = i.indexrelid
+    JOIN pg_am am ON am.oid = ic.relam
+    WHERE c.command_tag = 'CREATE INDEX' AND am.amname = 'btree'
+  LOOP
+    PERFORM parley_containment_index(r.tbl, r.expr);
+  END LOOP;
+END $$;
+DROP EVENT TRIGGER IF EXISTS parley_containment_indexes;
+CREATE EVENT TRIGGER parley_containment_indexes ON ddl_command_end WHEN TAG IN ('CREATE INDEX') EXECUTE FUNCTION parley_containment_indexes();
+SELECT parley_containment_index(i.indrelid::regclass, pg_get_indexdef(i.indexrelid, 1, false))
+  FROM pg_index i
+  JOIN pg_class ic ON ic.oid = i.indexrelid
+  JOIN pg_am am ON am.oid = ic.relam
+  JOIN pg_namespace n ON n.oid = ic.relnamespace
+  WHERE am.amname = 'btree' AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast');
+`
+
+/** Runs SQL on the embedded PostgreSQL as its account, through psql on its socket. */
+async function runPsql (bin: string, socketDir: string, sql: string, asAccount: { uid?: number, gid?: number }): Promise<void> {
+  const psql = spawn(join(bin, 'psql'), ['-h', socketDir, '-U', 'parley', '-d', 'postgres', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-f', '-'], { stdio: ['pipe', 'pipe', 'pipe'], ...asAccount })
+  let output = ''
+  psql.stdout.on('data', (chunk: Buffer) => { output += chunk.toString() })
+  psql.stderr.on('data', (chunk: Buffer) => { output += chunk.toString() })
+  psql.stdin.end(sql)
+  const [code] = await once(psql, 'close') as [number | null]
+  if (code !== 0) throw new Error(`psql failed (code ${code}):\n${output}`)
+}
+
+/**
  * A PostgreSQL server for FerretDB: its cluster in `<dataDir>/postgres`
  * (created on first start), listening only on a Unix socket in a fresh
  * folder of its own, which only its account (and root) may enter: that is
@@ -401,8 +460,14 @@ async function startPostgres (dataDirGiven: string, log: Log): Promise<EmbeddedS
   try {
     if (account) await chown(socketDir, account.uid, account.gid)
     const server = await startProcess('postgres', join(bin, 'postgres'), [
-      '-D', cluster, '-k', socketDir, '-c', 'listen_addresses=', '-c', 'max_connections=200'
+      '-D', cluster, '-k', socketDir, '-c', 'listen_addresses=', '-c', 'max_connections=200', '-c', 'plan_cache_mode=force_custom_plan'
     ], 0, `postgres://parley@/postgres?host=${socketDir}`, () => socketProbe(join(socketDir, '.s.PGSQL.5432')), 30000, { ...asAccount, cwd: cluster })
+    try {
+      await runPsql(bin, socketDir, CONTAINMENT_INDEXES_SQL, asAccount)
+    } catch (err) {
+      await server.stop()
+      throw err
+    }
     return { ...server, stop: async () => { await server.stop(); await removeSocketDir() } }
   } catch (err) {
     await removeSocketDir()
@@ -442,7 +507,7 @@ export async function startMongo ({ dataDir, port: wantedPort, log = () => {}, e
     const server = await startProcess('ferretdb', ferretdb, ['--handler=postgresql', `--postgresql-url=${postgres.url}`, ...common],
       port, url, () => tcpProbe(port, undefined, undefined), 30000)
     // FerretDB first: PostgreSQL then shuts down with no client left.
-    return { ...server, engine, stop: async () => { await server.stop(); await postgres.stop() } }
+    return { ...server, engine, postgresUrl: postgres.url, stop: async () => { await server.stop(); await postgres.stop() } }
   } catch (err) {
     await postgres.stop()
     throw err
