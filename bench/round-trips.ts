@@ -3,7 +3,11 @@
 // and every command it sends is observed — MongoDB through the driver's
 // command monitoring, Redis at its command connection. Commands sent in the
 // same tick travel together (Promise.all, pipelines) and count as one round
-// trip: what a request waits for in sequence.
+// trip: what a request waits for in sequence. Only what the counted request
+// itself sends is counted (its async context), not the timers of the app
+// running beside it (presence, last-seen flushes, writes behind), which
+// otherwise add up during a slow request.
+import { AsyncLocalStorage } from 'node:async_hooks'
 import type { FastifyInstance } from 'fastify'
 import type { Redis } from 'ioredis'
 import { buildApp } from '../app.js'
@@ -17,7 +21,10 @@ export interface RoundTrips {
 
 interface Counter { commands: number, trips: number, inTick: boolean }
 
+const inCountedRequest = new AsyncLocalStorage<true>()
+
 function tally (counter: Counter): void {
+  if (inCountedRequest.getStore() !== true) return
   counter.commands++
   if (counter.inTick) return
   counter.inTick = true
@@ -40,8 +47,9 @@ export async function bootCounting (env: { MONGODB_URI: string, REDIS_URL: strin
   client.sendCommand = ((...args: Parameters<typeof send>) => { tally(redis); return send(...args) }) as typeof send
 
   async function measure (request: () => Promise<{ statusCode: number }>, times = 3): Promise<RoundTrips> {
+    // app.inject hands back a thenable that starts only when awaited: awaited inside the context.
     const answered = async (): Promise<void> => {
-      const { statusCode } = await request()
+      const { statusCode } = await inCountedRequest.run(true, async () => await request())
       if (statusCode >= 300) throw new Error(`the counted request answered ${statusCode}`)
     }
     await answered() // warm: the read model filled, connections open
