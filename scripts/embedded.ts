@@ -1,5 +1,5 @@
 // Starts the servers Parley needs when none were configured: a redis-server and
-// a MongoDB-wire server (mongod if installed, otherwise FerretDB on SQLite), each
+// a MongoDB-wire server (mongod if installed, otherwise FerretDB on PostgreSQL or SQLite, see mongoEngine), each
 // on a free loopback port, each stopped with us — also when we die without
 // cleaning up, through a watchdog that outlives us by at most a second.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
