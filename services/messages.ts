@@ -197,9 +197,7 @@ export function createMessageService (deps: {
 
   /** The conversation's new state (under its lock): at once in the read model, soon in the database. */
   async function settle (next: ConversationDoc, touchLists: boolean, views: MessageView[] = []): Promise<void> {
-    // The messages before the conversation: kept history pages are checked against the conversation alone.
-    await readModel.putMessages(next._id.toHexString(), views, next.lastSeq)
-    await readModel.putConversations([next], { touchLists })
+    await readModel.putConversationAndMessages(next, views, { touchLists })
     await activity.record(next)
   }
 

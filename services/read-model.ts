@@ -17,7 +17,7 @@
 import type { Collection, Db } from 'mongodb'
 import { randomUUID } from 'node:crypto'
 import { LRUCache } from 'lru-cache'
-import { getMany, type RedisClient } from './redis-client.js'
+import { getMany, inOrder, type RedisClient } from './redis-client.js'
 import type { ConversationDoc, LastMessage, MembershipDoc } from './conversations.js'
 import type { MessageDoc, MessageView } from './messages.js'
 import { parseObjectId, toSelfUser, type PublicUser, type SelfUser, type UserDoc } from './users.js'
@@ -353,13 +353,25 @@ export function createReadModel (deps: {
   /** After a write: the conversation as it now stands, and its place in each member's list. */
   async function putConversations (docs: ConversationDoc[], options: { touchLists?: boolean } = {}): Promise<void> {
     if (docs.length === 0) return
-    await Promise.all(docs.map((doc) => r.setIfNewer(keys.conversation(doc._id.toHexString()), doc.version ?? 0, toCached(doc), TTL_S)))
-    // Then the members' list stamps: a list computed after reading a stamp shows every write made before it.
-    await Promise.all(docs.flatMap((doc) => {
-      const id = doc._id.toHexString()
-      if (!options.touchLists) return [bumpListStamps(doc.memberIds)]
-      return doc.memberIds.map((member) => r.listTouch(keys.userList(member), keys.userListMoves(member), keys.userListStamp(member), doc.lastActivityAt.getTime(), id, LIST_MOVES_TTL_S, newStamp(), TTL_S))
-    }))
+    await inOrder(r, conversationWrites(docs, options.touchLists ?? false))
+  }
+
+  /** A write under the conversation's lock: its new or changed messages, then the conversation, then the lists. */
+  async function putConversationAndMessages (doc: ConversationDoc, views: MessageView[], options: { touchLists: boolean }): Promise<void> {
+    // The messages first: kept history pages are checked against the conversation alone.
+    await inOrder(r, [() => putMessages(doc._id.toHexString(), views, doc.lastSeq), ...conversationWrites([doc], options.touchLists)])
+  }
+
+  function conversationWrites (docs: ConversationDoc[], touchLists: boolean): Array<() => Promise<unknown>> {
+    return [
+      () => Promise.all(docs.map((doc) => r.setIfNewer(keys.conversation(doc._id.toHexString()), doc.version ?? 0, toCached(doc), TTL_S))),
+      // Then the members' list stamps: a list computed after reading a stamp shows every write made before it.
+      () => Promise.all(docs.flatMap((doc) => {
+        const id = doc._id.toHexString()
+        if (!touchLists) return [bumpListStamps(doc.memberIds)]
+        return doc.memberIds.map((member) => r.listTouch(keys.userList(member), keys.userListMoves(member), keys.userListStamp(member), doc.lastActivityAt.getTime(), id, LIST_MOVES_TTL_S, newStamp(), TTL_S))
+      }))
+    ]
   }
 
   // ---- per-user conversation lists ----------------------------------------
@@ -598,6 +610,7 @@ export function createReadModel (deps: {
     conversation,
     conversationsById,
     putConversations,
+    putConversationAndMessages,
     caughtUp,
     conversationIdsOf,
     membershipChanged,

@@ -72,3 +72,24 @@ export async function getMany (client: RedisClient, keys: string[]): Promise<Arr
 export function primaries (client: RedisClient): Redis[] {
   return client instanceof Cluster ? client.nodes('master') : [client]
 }
+
+/**
+ * Writes that readers must see land in the order given, in as few round trips
+ * as the topology allows. A single Redis runs the commands of one connection
+ * in the order they were sent, so every step is sent at once (one round trip);
+ * on a cluster the keys may live on different nodes, so each step waits for
+ * the one before it. Each step must send its commands before it first awaits.
+ * What lands on a single Redis is still a prefix of the steps, as one after
+ * the other would leave it: a connection lost midway ends the commands in the
+ * order sent, and what makes Redis refuse a write (out of memory) refuses the
+ * later ones too. The exception is a script Redis forgot while the connection
+ * stayed open (SCRIPT FLUSH): ioredis sends it again after its NOSCRIPT reply,
+ * behind the later steps.
+ */
+export async function inOrder (client: RedisClient, steps: Array<() => Promise<unknown>>): Promise<void> {
+  if (client instanceof Cluster) {
+    for (const step of steps) await step()
+    return
+  }
+  await Promise.all(steps.map((step) => step()))
+}
