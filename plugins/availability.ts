@@ -60,6 +60,6 @@ export default fp(async (fastify) => {
   fastify.addHook('onRequest', async (request) => {
     if (exempt.test(request.url)) return
     const down = dependenciesDown()
-    if (down.length > 0) throw withRetryAfter(new ServiceUnavailable(down.join(' and ')), SERVICE_RETRY_AFTER_S)
+    if (down.length > 0) throw withRetryAfter(Object.assign(new ServiceUnavailable(), { dependenciesDown: down }), SERVICE_RETRY_AFTER_S)
   })
 }, { name: 'availability', dependencies: ['config', 'db', 'redis', 'errors'] })

@@ -12,7 +12,8 @@ export const InvalidCredentials = createError('INVALID_CREDENTIALS', 'Wrong logi
 export const WrongPassword = createError('WRONG_PASSWORD', 'The current password is wrong', 403)
 export const InvalidRefreshToken = createError('INVALID_REFRESH_TOKEN', 'The refresh token is missing, invalid or expired; sign in again', 401)
 export const RefreshTokenReused = createError('REFRESH_TOKEN_REUSED', 'This refresh token was already used; the session has been ended for safety', 401)
-export const ServiceUnavailable = createError('SERVICE_UNAVAILABLE', 'A service this request needs is unavailable (%s); retry shortly', 503)
+// Which dependency is down goes to the log, never to the client.
+export const ServiceUnavailable = createError('SERVICE_UNAVAILABLE', 'A service this request needs is unavailable; retry shortly', 503)
 export const SessionNotFound = createError('SESSION_NOT_FOUND', 'No such session', 404)
 
 const tooMany = (code: string, message: string) => createError(code, message, 429)

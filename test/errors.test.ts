@@ -87,4 +87,14 @@ t.test('a 5xx says nothing of its cause and carries the request id', async (t) =
   t.ok(Number(res.headers['retry-after']) > 0)
   t.notMatch(res.body, /mongo|ECONNREFUSED|127\.0\.0\.1|stack/i)
   t.match(res.headers['x-request-id'], /^[0-9a-f-]{36}$/)
+
+  // Once the outage is noticed, requests are refused before any work: that
+  // answer must not name the dependency either.
+  for (let waited = 0; !app.dependenciesDown().includes('mongodb'); waited += 50) {
+    if (waited > 20_000) throw new Error('the driver never reported the database down')
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  const refused = await app.inject({ method: 'POST', url: '/api/auth/login', payload: { login: 'someone', password: 'whatever' } })
+  t.same(refused.json(), { statusCode: 503, code: 'SERVICE_UNAVAILABLE', error: 'Service Unavailable', message: 'A service this request needs is unavailable; retry shortly' }, 'refused up front: the same answer')
+  t.notMatch(refused.body, /mongo|redis/i)
 })
