@@ -22,6 +22,10 @@ const SENDS = process.env.BENCH_CHAT_SENDS !== '0'
 const PASSWORD = 'bench password 1'
 // The goals are stated at 10 connections; BENCH_CONNECTIONS overrides.
 export const CONNECTIONS = process.env.BENCH_CONNECTIONS ? connections : 10
+// The send goals are throughput with many clients sending at once: at 10
+// connections a send's wait for its insert bounds it, so the sends run again
+// with this many (BENCH_SEND_CONNECTIONS; 0 leaves those runs out).
+const SEND_CONNECTIONS = Number(process.env.BENCH_SEND_CONNECTIONS ?? 100)
 const load = (opts: Parameters<typeof measure>[0]): ReturnType<typeof measure> => measure({ connections: CONNECTIONS, ...opts })
 
 interface Seeded {
@@ -124,8 +128,8 @@ async function behind (urls: string[], run: () => Promise<Measure>): Promise<Mea
 }
 
 /** The same load on several instances at once (one autocannon each): summed throughput, worst latency. */
-async function measureAcross (urls: string[], requests: (url: string) => Parameters<typeof measure>[0]): Promise<Measure> {
-  const results = await Promise.all(urls.map((url) => load({ ...requests(url), connections: Math.max(1, Math.round(CONNECTIONS / urls.length)) })))
+async function measureAcross (urls: string[], requests: (url: string) => Parameters<typeof measure>[0], total = CONNECTIONS): Promise<Measure> {
+  const results = await Promise.all(urls.map((url) => load({ ...requests(url), connections: Math.max(1, Math.round(total / urls.length)) })))
   return {
     requestsPerSecond: results.reduce((n, r) => n + r.requestsPerSecond, 0),
     latencyP50Ms: Math.max(...results.map((r) => r.latencyP50Ms)),
@@ -197,6 +201,10 @@ export async function chatScenario (): Promise<Record<string, unknown>> {
     const sendOne = SENDS ? await behind(instances, () => load({ url: parley.url, requests: [sendRequest(anyConversation)] })) : null
     const sendTwo = SENDS ? await behind(instances, () => measureAcross(instances, (url) => ({ url, requests: [sendRequest(anyConversation)] }))) : null
     const sendHot = SENDS ? await behind(instances, () => measureAcross(instances, (url) => ({ url, requests: [sendRequest(() => hot)] }))) : null
+    const many = SENDS && SEND_CONNECTIONS > 0
+    const manyOne = many ? await behind(instances, () => load({ url: parley.url, connections: SEND_CONNECTIONS, requests: [sendRequest(anyConversation)] })) : null
+    const manyTwo = many ? await behind(instances, () => measureAcross(instances, (url) => ({ url, requests: [sendRequest(anyConversation)] }), SEND_CONNECTIONS)) : null
+    const manyHot = many ? await behind(instances, () => measureAcross(instances, (url) => ({ url, requests: [sendRequest(() => hot)] }), SEND_CONNECTIONS)) : null
 
     // Round trips, counted in an instance booted in this process.
     const { app, measure: count } = counting
@@ -213,7 +221,8 @@ export async function chatScenario (): Promise<Record<string, unknown>> {
       send: await count(() => app.inject({ method: 'POST', url: `/api/conversations/${conversation}/messages`, headers: auth(user.token), payload: { clientMsgId: `count-${counter++}`, text: 'counted' } }))
     }
 
-    const row = (name: string, m: Measure | null) => m === null ? { name, skipped: 'BENCH_CHAT_SENDS=0' } : { name, ...m, ratio: ratio(m.requestsPerSecond, baseline.requestsPerSecond) }
+    const row = (name: string, m: Measure | null, skippedBy = 'BENCH_CHAT_SENDS=0') => m === null ? { name, skipped: skippedBy } : { name, ...m, ratio: ratio(m.requestsPerSecond, baseline.requestsPerSecond) }
+    const manyRow = (name: string, m: Measure | null) => row(`${name}, ${SEND_CONNECTIONS} connections`, m, SENDS ? 'BENCH_SEND_CONNECTIONS=0' : 'BENCH_CHAT_SENDS=0')
     return {
       connections: CONNECTIONS,
       database: embeddedEngine(parley),
@@ -225,6 +234,11 @@ export async function chatScenario (): Promise<Record<string, unknown>> {
       send: row('POST /api/conversations/:id/messages, 1 instance, random conversations', sendOne),
       sendTwoInstances: row('POST …/messages, 2 instances, random conversations', sendTwo),
       sendHotConversation: row('POST …/messages, 2 instances, one group of 50', sendHot),
+      manySenders: {
+        send: manyRow('POST …/messages, 1 instance, random conversations', manyOne),
+        sendTwoInstances: manyRow('POST …/messages, 2 instances, random conversations', manyTwo),
+        sendHotConversation: manyRow('POST …/messages, 2 instances, one group of 50', manyHot)
+      },
       roundTripsPerRequest: roundTrips
     }
   } finally {
