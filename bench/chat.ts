@@ -198,13 +198,13 @@ export async function chatScenario (): Promise<Record<string, unknown>> {
     // reports how many were still waiting when it ended and how long the
     // database took to catch up, which is waited out before the next one.
     const instances = [parley.url, second.url]
-    const sendOne = SENDS ? await behind(instances, () => load({ url: parley.url, requests: [sendRequest(anyConversation)] })) : null
-    const sendTwo = SENDS ? await behind(instances, () => measureAcross(instances, (url) => ({ url, requests: [sendRequest(anyConversation)] }))) : null
-    const sendHot = SENDS ? await behind(instances, () => measureAcross(instances, (url) => ({ url, requests: [sendRequest(() => hot)] }))) : null
-    const many = SENDS && SEND_CONNECTIONS > 0
-    const manyOne = many ? await behind(instances, () => load({ url: parley.url, connections: SEND_CONNECTIONS, requests: [sendRequest(anyConversation)] })) : null
-    const manyTwo = many ? await behind(instances, () => measureAcross(instances, (url) => ({ url, requests: [sendRequest(anyConversation)] }), SEND_CONNECTIONS)) : null
-    const manyHot = many ? await behind(instances, () => measureAcross(instances, (url) => ({ url, requests: [sendRequest(() => hot)] }), SEND_CONNECTIONS)) : null
+    const sendRuns = async (connections: number) => ({
+      one: await behind(instances, () => load({ url: parley.url, connections, requests: [sendRequest(anyConversation)] })),
+      two: await behind(instances, () => measureAcross(instances, (url) => ({ url, requests: [sendRequest(anyConversation)] }), connections)),
+      hot: await behind(instances, () => measureAcross(instances, (url) => ({ url, requests: [sendRequest(() => hot)] }), connections))
+    })
+    const sends = SENDS ? await sendRuns(CONNECTIONS) : null
+    const manySends = SENDS && SEND_CONNECTIONS > 0 ? await sendRuns(SEND_CONNECTIONS) : null
 
     // Round trips, counted in an instance booted in this process.
     const { app, measure: count } = counting
@@ -231,13 +231,13 @@ export async function chatScenario (): Promise<Record<string, unknown>> {
       me: row('GET /api/auth/me', me),
       conversationList: row('GET /api/conversations?limit=20', list),
       history: row('GET /api/conversations/:id/messages?limit=50 (latest page)', history),
-      send: row('POST /api/conversations/:id/messages, 1 instance, random conversations', sendOne),
-      sendTwoInstances: row('POST …/messages, 2 instances, random conversations', sendTwo),
-      sendHotConversation: row('POST …/messages, 2 instances, one group of 50', sendHot),
+      send: row('POST /api/conversations/:id/messages, 1 instance, random conversations', sends?.one ?? null),
+      sendTwoInstances: row('POST …/messages, 2 instances, random conversations', sends?.two ?? null),
+      sendHotConversation: row('POST …/messages, 2 instances, one group of 50', sends?.hot ?? null),
       manySenders: {
-        send: manyRow('POST …/messages, 1 instance, random conversations', manyOne),
-        sendTwoInstances: manyRow('POST …/messages, 2 instances, random conversations', manyTwo),
-        sendHotConversation: manyRow('POST …/messages, 2 instances, one group of 50', manyHot)
+        send: manyRow('POST …/messages, 1 instance, random conversations', manySends?.one ?? null),
+        sendTwoInstances: manyRow('POST …/messages, 2 instances, random conversations', manySends?.two ?? null),
+        sendHotConversation: manyRow('POST …/messages, 2 instances, one group of 50', manySends?.hot ?? null)
       },
       roundTripsPerRequest: roundTrips
     }
