@@ -10,7 +10,7 @@ import type { UserDoc } from '../services/users.js'
 import type { ConversationDoc, MembershipDoc } from '../services/conversations.js'
 import { messageIdFor, toMessageView, type MessageDoc } from '../services/messages.js'
 import { MESSAGE_WINDOW } from '../services/read-model.js'
-import { connections, embeddedEngine, embeddedUrls, measure, ratio, startHello, startParley, type Started } from './lib.js'
+import { connections, cpuSeconds, cpuSecondsOfAll, embeddedEngine, embeddedPids, embeddedUrls, measure, ratio, startHello, startParley, type Started } from './lib.js'
 import { bootCounting } from './round-trips.js'
 
 const USERS = Number(process.env.BENCH_USERS ?? 1000)
@@ -127,6 +127,44 @@ async function behind (urls: string[], run: () => Promise<Measure>): Promise<Mea
   return { ...measured, writesBehindAtEnd, catchUpSeconds: Math.round((Date.now() - started) / 100) / 10 }
 }
 
+/** Where a run's CPU time goes: each role reads the CPU seconds its processes have used so far. */
+type CpuRoles = Record<'server' | 'redis' | 'database', () => Promise<number>>
+
+interface CpuUse {
+  /**
+   * CPU microseconds per response, by process: the server (both instances
+   * for Parley), Redis, the MongoDB-wire server (FerretDB and every
+   * PostgreSQL process), and this process (autocannon, the load generator).
+   */
+  microsecondsPerRequest: { server: number, redis: number, database: number, loadGenerator: number, total: number }
+  /** Those processes together, in cores busy on average over the run. */
+  coresBusy: number
+}
+
+/**
+ * Runs `run` and adds what it cost in CPU. Throughput on this machine is
+ * shared out among the load generator, the servers and the databases on the
+ * same two cores, so the CPU each response costs is the steadier figure.
+ */
+async function withCpu<T extends Measure> (roles: CpuRoles, run: () => Promise<T>): Promise<T & { cpu: CpuUse }> {
+  const read = async () => ({ server: await roles.server(), redis: await roles.redis(), database: await roles.database(), loadGenerator: (process.cpuUsage().user + process.cpuUsage().system) / 1e6 })
+  const before = await read()
+  const started = performance.now()
+  const measured = await run()
+  const after = await read()
+  const seconds = (performance.now() - started) / 1000
+  const used = { server: after.server - before.server, redis: after.redis - before.redis, database: after.database - before.database, loadGenerator: after.loadGenerator - before.loadGenerator }
+  const total = used.server + used.redis + used.database + used.loadGenerator
+  const perRequest = (cpu: number): number => Math.round((cpu / Math.max(1, measured.requests)) * 1e7) / 10
+  return {
+    ...measured,
+    cpu: {
+      microsecondsPerRequest: { server: perRequest(used.server), redis: perRequest(used.redis), database: perRequest(used.database), loadGenerator: perRequest(used.loadGenerator), total: perRequest(total) },
+      coresBusy: Math.round((total / seconds) * 100) / 100
+    }
+  }
+}
+
 /** The same load on several instances at once (one autocannon each): summed throughput, worst latency. */
 async function measureAcross (urls: string[], requests: (url: string) => Parameters<typeof measure>[0], total = CONNECTIONS): Promise<Measure> {
   const results = await Promise.all(urls.map((url) => load({ ...requests(url), connections: Math.max(1, Math.round(total / urls.length)) })))
@@ -135,7 +173,8 @@ async function measureAcross (urls: string[], requests: (url: string) => Paramet
     latencyP50Ms: Math.max(...results.map((r) => r.latencyP50Ms)),
     latencyP99Ms: Math.max(...results.map((r) => r.latencyP99Ms)),
     non2xx: results.reduce((n, r) => n + r.non2xx, 0),
-    errors: results.reduce((n, r) => n + r.errors, 0)
+    errors: results.reduce((n, r) => n + r.errors, 0),
+    requests: results.reduce((n, r) => n + r.requests, 0)
   }
 }
 
@@ -187,21 +226,31 @@ export async function chatScenario (): Promise<Record<string, unknown>> {
     })
     const anyConversation = (user: { userId: string }): string => pick(conversationsByUser.get(user.userId)!)
 
-    const baseline = await load({ url: hello.url })
-    const me = await load({ url: parley.url, requests: [{ method: 'GET', path: '/api/auth/me', setupRequest: (req) => ({ ...req, headers: auth(pick(signedIn).token) }) }] })
-    const list = await load({ url: parley.url, requests: [{ method: 'GET', path: '/api/conversations?limit=20', setupRequest: (req) => ({ ...req, headers: auth(pick(signedIn).token) }) }] })
-    const history = await load({
+    const pids = embeddedPids(parley)
+    const none = async (): Promise<number> => 0
+    const helloCpu: CpuRoles = { server: () => cpuSeconds(hello.child.pid!), redis: none, database: none }
+    const parleyCpu: CpuRoles = {
+      server: async () => await cpuSeconds(parley.child.pid!) + await cpuSeconds(second!.child.pid!),
+      redis: () => cpuSeconds(pids.redis),
+      database: async () => await cpuSeconds(pids.mongo) + await cpuSecondsOfAll('postgres')
+    }
+
+    const baseline = await withCpu(helloCpu, () => load({ url: hello.url }))
+    const me = await withCpu(parleyCpu, () => load({ url: parley.url, requests: [{ method: 'GET', path: '/api/auth/me', setupRequest: (req) => ({ ...req, headers: auth(pick(signedIn).token) }) }] }))
+    const list = await withCpu(parleyCpu, () => load({ url: parley.url, requests: [{ method: 'GET', path: '/api/conversations?limit=20', setupRequest: (req) => ({ ...req, headers: auth(pick(signedIn).token) }) }] }))
+    const history = await withCpu(parleyCpu, () => load({
       url: parley.url,
       requests: [{ method: 'GET', path: '/', setupRequest: (req) => { const user = pick(signedIn); return { ...req, path: `/api/conversations/${anyConversation(user)}/messages?limit=50`, headers: auth(user.token) } } }]
-    })
+    }))
     // Conversation documents are written behind the sends: each send scenario
     // reports how many were still waiting when it ended and how long the
-    // database took to catch up, which is waited out before the next one.
+    // database took to catch up, which is waited out before the next one (and
+    // counted in its CPU).
     const instances = [parley.url, second.url]
     const sendRuns = async (connections: number) => ({
-      one: await behind(instances, () => load({ url: parley.url, connections, requests: [sendRequest(anyConversation)] })),
-      two: await behind(instances, () => measureAcross(instances, (url) => ({ url, requests: [sendRequest(anyConversation)] }), connections)),
-      hot: await behind(instances, () => measureAcross(instances, (url) => ({ url, requests: [sendRequest(() => hot)] }), connections))
+      one: await withCpu(parleyCpu, () => behind(instances, () => load({ url: parley.url, connections, requests: [sendRequest(anyConversation)] }))),
+      two: await withCpu(parleyCpu, () => behind(instances, () => measureAcross(instances, (url) => ({ url, requests: [sendRequest(anyConversation)] }), connections))),
+      hot: await withCpu(parleyCpu, () => behind(instances, () => measureAcross(instances, (url) => ({ url, requests: [sendRequest(() => hot)] }), connections)))
     })
     const sends = SENDS ? await sendRuns(CONNECTIONS) : null
     const manySends = SENDS && SEND_CONNECTIONS > 0 ? await sendRuns(SEND_CONNECTIONS) : null
@@ -221,8 +270,11 @@ export async function chatScenario (): Promise<Record<string, unknown>> {
       send: await count(() => app.inject({ method: 'POST', url: `/api/conversations/${conversation}/messages`, headers: auth(user.token), payload: { clientMsgId: `count-${counter++}`, text: 'counted' } }))
     }
 
-    const row = (name: string, m: Measure | null, skippedBy = 'BENCH_CHAT_SENDS=0') => m === null ? { name, skipped: skippedBy } : { name, ...m, ratio: ratio(m.requestsPerSecond, baseline.requestsPerSecond) }
-    const manyRow = (name: string, m: Measure | null) => row(`${name}, ${SEND_CONNECTIONS} connections`, m, SENDS ? 'BENCH_SEND_CONNECTIONS=0' : 'BENCH_CHAT_SENDS=0')
+    // serverCpuTimesHello: what a response costs the server in CPU, in hello-world responses.
+    const row = (name: string, m: (Measure & { cpu: CpuUse }) | null, skippedBy = 'BENCH_CHAT_SENDS=0') => m === null
+      ? { name, skipped: skippedBy }
+      : { name, ...m, ratio: ratio(m.requestsPerSecond, baseline.requestsPerSecond), serverCpuTimesHello: ratio(m.cpu.microsecondsPerRequest.server, baseline.cpu.microsecondsPerRequest.server) }
+    const manyRow = (name: string, m: (Measure & { cpu: CpuUse }) | null) => row(`${name}, ${SEND_CONNECTIONS} connections`, m, SENDS ? 'BENCH_SEND_CONNECTIONS=0' : 'BENCH_CHAT_SENDS=0')
     return {
       connections: CONNECTIONS,
       database: embeddedEngine(parley),

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises'
+import { chmod, mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
@@ -16,6 +16,8 @@ export interface Measured {
   latencyP99Ms: number
   non2xx: number
   errors: number
+  /** Responses received in the run. */
+  requests: number
 }
 
 export interface Started {
@@ -87,7 +89,8 @@ export async function measure (opts: Options): Promise<Measured> {
     latencyP50Ms: result.latency.p50,
     latencyP99Ms: result.latency.p99,
     non2xx: result.non2xx,
-    errors: result.errors
+    errors: result.errors,
+    requests: result.requests.total
   }
 }
 
@@ -107,6 +110,14 @@ export function embeddedMongo (started: Started): string {
   return MONGODB_URI
 }
 
+/** The process ids of the servers an embedded-default instance started (PostgreSQL's, under FerretDB, are not printed: see cpuSecondsOfAll). */
+export function embeddedPids (started: Started): { redis: number, mongo: number } {
+  const redis = Number(/started redis-server \(pid (\d+)\)/.exec(started.output())?.[1])
+  const mongo = Number(/started (?:ferretdb|mongod) \(pid (\d+)\)/.exec(started.output())?.[1])
+  if (!redis || !mongo) throw new Error('could not find the embedded servers\' pids in the output')
+  return { redis, mongo }
+}
+
 /** Which MongoDB-wire server an instance started (see scripts/embedded.ts mongoEngine). */
 export function embeddedEngine (started: Started): string {
   return /started (?:ferretdb|mongod) \(pid \d+\) at mongodb:\/\/\S+, ([\w-]+), /.exec(started.output())?.[1] ?? 'unknown'
@@ -123,6 +134,18 @@ export async function cpuSeconds (pid: number): Promise<number> {
   const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]!.split(' ')
   // utime and stime are fields 14 and 15 of stat, counted here after the command name.
   return (Number(fields[11]) + Number(fields[12])) / 100
+}
+
+/** CPU seconds used so far by every process whose command name is `name` (all of PostgreSQL's, say); 0 when none runs. */
+export async function cpuSecondsOfAll (name: string): Promise<number> {
+  let total = 0
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    // A process may end between the listing and the reads.
+    const comm = await readFile(`/proc/${entry}/comm`, 'utf8').catch(() => '')
+    if (comm.trim() === name) total += await cpuSeconds(Number(entry)).catch(() => 0)
+  }
+  return total
 }
 
 export function percentile (sorted: number[], p: number): number {
