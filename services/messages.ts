@@ -144,7 +144,13 @@ export interface MessageLimits {
 /** What a send stores; its numbers and times are given when its turn comes. */
 type SendFields = Pick<MessageDoc, 'senderId' | 'clientMsgId' | 'text' | 'attachments' | 'replyTo' | 'mentions'>
 interface StoredSend { doc: MessageDoc, created: boolean }
-interface QueuedSend { fields: SendFields, resolve: (stored: StoredSend) => void, reject: (err: unknown) => void }
+interface QueuedSend {
+  fields: SendFields
+  /** The sender's right to write here, still being checked when the send queues: it must pass before the send is stored. */
+  mayWrite: Promise<void>
+  resolve: (stored: StoredSend) => void
+  reject: (err: unknown) => void
+}
 /** Messages in one insert of a turn (a turn with more takes several). */
 const SEND_BATCH_MAX = 50
 
@@ -224,9 +230,13 @@ export function createMessageService (deps: {
   async function send (conversationId: string, senderId: string, input: SendInput): Promise<{ message: MessageView, created: boolean }> {
     const conversation = await conversations.getForMember(conversationId, senderId)
     validateContent(input)
-    await assertMayWrite(conversation, senderId)
+    // The block check's round trip overlaps the reads below and the mutex;
+    // nothing is written before it has passed (the turn waits for it).
+    const mayWrite = assertMayWrite(conversation, senderId)
+    mayWrite.catch(() => {})
     const replyTo = input.replyTo === undefined ? undefined : await replyTarget(conversationId, input.replyTo)
     const mentions = await mentionedMembers(conversation, senderId, input.text)
+    if (input.attachments?.length) await mayWrite
     const attachments = input.attachments?.length ? await media.claimAttachments(senderId, input.attachments, conversationId) : []
 
     const stored = await storeInTurn(conversationId, {
@@ -236,7 +246,7 @@ export function createMessageService (deps: {
       attachments,
       ...(replyTo ? { replyTo } : {}),
       ...(mentions.length > 0 ? { mentions } : {})
-    })
+    }, mayWrite)
 
     const message = toMessageView(stored.doc)
     if (stored.created) {
@@ -261,11 +271,11 @@ export function createMessageService (deps: {
    */
   const waitingSends = new Map<string, QueuedSend[]>()
 
-  function storeInTurn (conversationId: string, fields: SendFields): Promise<StoredSend> {
+  function storeInTurn (conversationId: string, fields: SendFields, mayWrite: Promise<void>): Promise<StoredSend> {
     return new Promise<StoredSend>((resolve, reject) => {
       const queued = waitingSends.get(conversationId)
-      if (queued) { queued.push({ fields, resolve, reject }); return }
-      const turn: QueuedSend[] = [{ fields, resolve, reject }]
+      if (queued) { queued.push({ fields, mayWrite, resolve, reject }); return }
+      const turn: QueuedSend[] = [{ fields, mayWrite, resolve, reject }]
       waitingSends.set(conversationId, turn)
       const close = (): void => { if (waitingSends.get(conversationId) === turn) waitingSends.delete(conversationId) }
       withConversationLock(conversationId, async () => {
@@ -280,10 +290,21 @@ export function createMessageService (deps: {
     })
   }
 
+  /** The sends of a turn whose sender may write; the others are refused (Blocked, or the error that stopped the check). */
+  async function allowed (turn: QueuedSend[]): Promise<QueuedSend[]> {
+    const refusals = await Promise.all(turn.map((send) => send.mayWrite.then(() => undefined, (err: unknown) => err ?? new Error('refused'))))
+    return turn.filter((send, i) => {
+      if (refusals[i] === undefined) return true
+      send.reject(refusals[i])
+      return false
+    })
+  }
+
   /** Stores a turn's sends in order, under the conversation's lock. */
   async function storeTurn (conversationId: string, turn: QueuedSend[]): Promise<void> {
-    let now = await current(conversationId)
-    let remaining = turn
+    const [standing, admitted] = await Promise.all([current(conversationId), allowed(turn)])
+    let now = standing
+    let remaining = admitted
     let repairs = 0
     while (remaining.length > 0) {
       const chunk = remaining.slice(0, SEND_BATCH_MAX)

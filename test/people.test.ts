@@ -139,3 +139,28 @@ t.test('blocking: no direct conversation and no messages to the blocker', async 
   t.equal((await app.inject({ method: 'DELETE', url: `/api/users/${bob.id}/block`, headers: ada.auth })).statusCode, 200)
   t.equal((await app.inject({ method: 'POST', url: `/api/conversations/${conv.id}/messages`, headers: bob.auth, payload: { clientMsgId: 'm3', text: 'hi again' } })).statusCode, 201)
 })
+
+t.test('blocking: a blocked send that shares a turn with others stores nothing, and theirs stay gapless', async (t) => {
+  const app = await build(t)
+  const [ada, bob, cy] = [await createUser(app), await createUser(app), await createUser(app)]
+  const conv = (await app.inject({ method: 'POST', url: '/api/conversations', headers: ada.auth, payload: { type: 'direct', userId: bob.id } })).json()
+  const upload = multipart('a.png', 'image/png', PNG)
+  const attachment = (await app.inject({ method: 'POST', url: '/api/media', headers: { ...bob.auth, ...upload.headers }, payload: upload.payload })).json()
+  t.equal((await app.inject({ method: 'PUT', url: `/api/users/${bob.id}/block`, headers: ada.auth })).statusCode, 200)
+
+  // Sent all at once, so that Bob's sends queue in the same turns as Ada's.
+  const send = (user: typeof ada, clientMsgId: string, attachments?: string[]) =>
+    app.inject({ method: 'POST', url: `/api/conversations/${conv.id}/messages`, headers: user.auth, payload: { clientMsgId, text: clientMsgId, ...(attachments ? { attachments } : {}) } })
+  const answers = await Promise.all(Array.from({ length: 10 }, (_, i) => [send(ada, `a${i}`), send(bob, `b${i}`, i === 0 ? [attachment.id] : undefined)]).flat())
+  const [adas, bobs] = [answers.filter((_, i) => i % 2 === 0), answers.filter((_, i) => i % 2 === 1)]
+  t.same(adas.map((r) => r.statusCode), Array(10).fill(201), 'the blocker\'s sends are stored')
+  t.same(bobs.map((r) => [r.statusCode, r.json().code]), Array(10).fill([403, 'BLOCKED']), 'every blocked send is refused')
+
+  const history = (await app.inject({ url: `/api/conversations/${conv.id}/messages?limit=50`, headers: ada.auth })).json().messages as Array<{ seq: number, senderId: string }>
+  t.same(history.map((m) => m.seq).sort((a, b) => a - b), Array.from({ length: 10 }, (_, i) => i + 1), 'numbered 1…10, no gap left by the refused sends')
+  t.ok(history.every((m) => m.senderId === ada.id), 'nothing of the blocked sender stored')
+  // The refused send did not claim its attachment for the conversation: it can still go elsewhere.
+  const elsewhere = (await app.inject({ method: 'POST', url: '/api/conversations', headers: bob.auth, payload: { type: 'direct', userId: cy.id } })).json()
+  const sent = await app.inject({ method: 'POST', url: `/api/conversations/${elsewhere.id}/messages`, headers: bob.auth, payload: { clientMsgId: 'later', text: 'x', attachments: [attachment.id] } })
+  t.equal(sent.statusCode, 201, 'the attachment was left unclaimed')
+})
