@@ -154,7 +154,7 @@ async function withCpu<T extends Measure> (roles: CpuRoles, run: () => Promise<T
   const after = await read()
   const seconds = (performance.now() - started) / 1000
   // A PostgreSQL backend that ends during the run takes its CPU time with it,
-  // so the database's figure is at least what it used, never below 0.
+  // so the database's figure may fall short of what it used (and is kept at 0 or more).
   const used = { server: after.server - before.server, redis: after.redis - before.redis, database: Math.max(0, after.database - before.database), loadGenerator: after.loadGenerator - before.loadGenerator }
   const total = used.server + used.redis + used.database + used.loadGenerator
   const perRequest = (cpu: number): number => Math.round((cpu / Math.max(1, measured.requests)) * 1e7) / 10
