@@ -236,8 +236,11 @@ export function createMessageService (deps: {
     mayWrite.catch(() => {})
     const replyTo = input.replyTo === undefined ? undefined : await replyTarget(conversationId, input.replyTo)
     const mentions = await mentionedMembers(conversation, senderId, input.text)
-    if (input.attachments?.length) await mayWrite
-    const attachments = input.attachments?.length ? await media.claimAttachments(senderId, input.attachments, conversationId) : []
+    let attachments: SendFields['attachments'] = []
+    if (input.attachments?.length) {
+      await mayWrite // claiming them is a write
+      attachments = await media.claimAttachments(senderId, input.attachments, conversationId)
+    }
 
     const stored = await storeInTurn(conversationId, {
       senderId,
@@ -302,9 +305,7 @@ export function createMessageService (deps: {
 
   /** Stores a turn's sends in order, under the conversation's lock. */
   async function storeTurn (conversationId: string, turn: QueuedSend[]): Promise<void> {
-    const [standing, admitted] = await Promise.all([current(conversationId), allowed(turn)])
-    let now = standing
-    let remaining = admitted
+    let [now, remaining] = await Promise.all([current(conversationId), allowed(turn)])
     let repairs = 0
     while (remaining.length > 0) {
       const chunk = remaining.slice(0, SEND_BATCH_MAX)
