@@ -147,7 +147,10 @@ interface CpuUse {
  * same two cores, so the CPU each response costs is the steadier figure.
  */
 async function withCpu<T extends Measure> (roles: CpuRoles, run: () => Promise<T>): Promise<T & { cpu: CpuUse }> {
-  const read = async () => ({ server: await roles.server(), redis: await roles.redis(), database: await roles.database(), loadGenerator: (process.cpuUsage().user + process.cpuUsage().system) / 1e6 })
+  const read = async () => {
+    const own = process.cpuUsage()
+    return { server: await roles.server(), redis: await roles.redis(), database: await roles.database(), loadGenerator: (own.user + own.system) / 1e6 }
+  }
   const before = await read()
   const started = performance.now()
   const measured = await run()
